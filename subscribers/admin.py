@@ -1,0 +1,474 @@
+"""Admin screens for people: subscribers, attributes, consent ledger, CSV imports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from import_export.admin import ExportActionMixin
+from import_export.formats.base_formats import CSV
+
+from preferences import actions as preference_actions
+from preferences.models import Topic, TopicSubscription
+from subscribers import actions
+from subscribers.models import (
+    AttributeDefinition,
+    ConsentMethod,
+    ConsentRecord,
+    ImportJob,
+    ImportMode,
+    ImportStatus,
+    Subscriber,
+    SubscriberStatus,
+    SuppressedAddress,
+)
+from subscribers.resources import SubscriberExportResource
+
+STATUS_COLOURS = {
+    SubscriberStatus.PENDING: "#8a6d00",
+    SubscriberStatus.SUBSCRIBED: "#1a7f37",
+    SubscriberStatus.UNSUBSCRIBED: "#57606a",
+    SubscriberStatus.BOUNCED: "#b35900",
+    SubscriberStatus.COMPLAINED: "#cf222e",
+    SubscriberStatus.ERASED: "#6e7781",
+}
+
+
+def status_badge(status: str, label: str) -> str:
+    return format_html(
+        '<span class="mk-badge" style="background:{}">{}</span>', STATUS_COLOURS.get(status, "#57606a"), label
+    )
+
+
+def admin_evidence(request: HttpRequest, note: str = "") -> actions.ConsentEvidence:
+    return actions.ConsentEvidence(
+        method=ConsentMethod.ADMIN,
+        notice_version=note,
+        ip_address=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        actor_id=request.user.pk,
+    )
+
+
+class TopicListFilter(admin.SimpleListFilter):
+    title = "topic"
+    parameter_name = "topic"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(str(t.pk), t.name) for t in Topic.objects.all()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(topic_subscriptions__topic_id=self.value(), topic_subscriptions__subscribed=True)
+        return queryset
+
+
+class SourceListFilter(admin.SimpleListFilter):
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        sources = (
+            Subscriber.objects.exclude(source="").order_by().values_list("source", flat=True).distinct()[:50]
+        )
+        return [(s, s) for s in sorted(sources)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(source=self.value()) if self.value() else queryset
+
+
+class ConsentRecordInline(admin.TabularInline):
+    model = ConsentRecord
+    verbose_name = "consent entry"
+    verbose_name_plural = "Consent history (append-only ledger)"
+    fields = ("occurred_at", "purpose_display", "granted_display", "method", "notice_version", "ip_address", "actor")
+    readonly_fields = fields
+    ordering = ("-occurred_at", "-id")
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    @admin.display(description="purpose")
+    def purpose_display(self, obj: ConsentRecord) -> str:
+        return obj.purpose_label
+
+    @admin.display(description="consent")
+    def granted_display(self, obj: ConsentRecord) -> str:
+        return status_badge("subscribed" if obj.granted else "complained", "granted" if obj.granted else "withdrawn")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TopicSubscriptionInline(admin.TabularInline):
+    model = TopicSubscription
+    verbose_name_plural = "Topics"
+    fields = ("topic", "subscribed", "changed_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AddToTopicForm(forms.Form):
+    topic = forms.ModelChoiceField(queryset=Topic.objects.filter(is_active=True), empty_label=None)
+
+
+class SubscriberChangeForm(forms.ModelForm):
+    class Meta:
+        model = Subscriber
+        fields = "__all__"
+
+
+class SubscriberAddForm(SubscriberChangeForm):
+    status = forms.ChoiceField(
+        choices=[(SubscriberStatus.PENDING, "Pending confirmation"), (SubscriberStatus.SUBSCRIBED, "Subscribed")],
+        help_text="Choose Subscribed only if the person agreed to receive marketing mail.",
+    )
+    consent_note = forms.CharField(
+        required=False,
+        max_length=200,
+        help_text="How the person agreed (e.g. “signed up at the Riga fair, paper form 2026-03”); kept in the ledger.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("status") == SubscriberStatus.SUBSCRIBED and not data.get("consent_note"):
+            self.add_error("consent_note", "Say how the person agreed; it is recorded in the consent ledger.")
+        return data
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
+    form = SubscriberChangeForm
+    resource_classes = [SubscriberExportResource]
+    formats = [CSV]
+    list_display = ("email", "full_name", "status_display", "country", "language", "source", "created_at")
+    list_display_links = ("email",)
+    list_filter = ("status", "country", "language", TopicListFilter, SourceListFilter, "created_at")
+    search_fields = ("email", "first_name", "last_name")
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    show_full_result_count = False
+    readonly_fields = ("status_display", "created_at", "updated_at", "confirmed_at", "status_changed_at",
+                       "attributes_display", "consent_summary")
+    inlines = [TopicSubscriptionInline, ConsentRecordInline]
+    actions = ["add_to_topic", "unsubscribe_selected"]
+    change_list_template = "admin/subscribers/subscriber/change_list.html"  # adds "Import CSV"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Subscriber | None = None) -> Any:
+        status_fields = ("status", "consent_note") if obj is None else ("status_display", "consent_summary")
+        return [
+            (None, {"fields": ("email", ("first_name", "last_name"), "phone")}),
+            ("Status and consent", {"fields": status_fields}),
+            ("Location and language", {"fields": (("country", "region", "city"), ("language", "timezone"))}),
+            ("About", {"fields": (("birth_date", "gender"), ("company", "job_title", "industry"))}),
+            ("Origin", {"fields": ("source", "external_id", "tags")}),
+            ("Custom attributes", {"fields": ("attributes_display", "attributes")}),
+            ("Dates", {"fields": (("created_at", "updated_at"), ("confirmed_at", "status_changed_at"))}),
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Subscriber | None = None) -> Any:
+        return self.readonly_fields
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = SubscriberAddForm if obj is None else SubscriberChangeForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    @admin.display(description="name")
+    def full_name(self, obj: Subscriber) -> str:
+        return obj.full_name
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: Subscriber) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="custom attribute values")
+    def attributes_display(self, obj: Subscriber) -> str:
+        if not obj.attributes:
+            return "—"
+        labels = dict(AttributeDefinition.objects.values_list("key", "label"))
+        return format_html(
+            '<table class="mk-kv">{}</table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>",
+                             ((labels.get(k, k), v) for k, v in sorted(obj.attributes.items()))),
+        )
+
+    @admin.display(description="current consent")
+    def consent_summary(self, obj: Subscriber) -> str:
+        from subscribers.api import current_consent
+
+        states = current_consent(subscriber_id=obj.pk)
+        if not states:
+            return "No consent recorded."
+        topics = dict(Topic.objects.values_list("pk", "name"))
+        rows = []
+        for (purpose, topic_id), state in sorted(states.items(), key=lambda i: (i[0][0], i[0][1] or 0)):
+            label = f"Topic: {topics.get(topic_id, topic_id)}" if topic_id else ConsentRecord(purpose=purpose).get_purpose_display()
+            rows.append((label, status_badge("subscribed" if state.granted else "complained",
+                                             "granted" if state.granted else "withdrawn"),
+                         state.occurred_at.strftime("%Y-%m-%d %H:%M"), ConsentMethod(state.method).label))
+        return format_html('<table class="mk-kv">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td>{} since {} ({})</td></tr>", rows))
+
+    def save_model(self, request: HttpRequest, obj: Subscriber, form: Any, change: bool) -> None:
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data if name in actions.PROFILE_FIELDS}
+            fresh = Subscriber.objects.get(pk=obj.pk)
+            actions.update_subscriber_profile(fresh, changes=changes)
+            return
+        profile = {name: form.cleaned_data[name] for name in form.cleaned_data
+                   if name in actions.PROFILE_FIELDS and name != "email"}
+        status = form.cleaned_data["status"]
+        evidence = admin_evidence(request, form.cleaned_data.get("consent_note", ""))
+        created = actions.create_subscriber(
+            email=form.cleaned_data["email"], profile=profile, status=status,
+            evidence=evidence if status == SubscriberStatus.SUBSCRIBED else None,
+        )
+        obj.pk = created.pk
+        obj._state.adding = False
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Inlines here are read-only; topics and consent change through actions.
+        return
+
+    @admin.action(description="Add selected to a topic", permissions=["change"])
+    def add_to_topic(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if "apply" in request.POST:
+            form = AddToTopicForm(request.POST)
+            if form.is_valid():
+                topic = form.cleaned_data["topic"]
+                added, skipped = preference_actions.add_to_topic(
+                    queryset.iterator(), topic=topic, evidence=admin_evidence(request, "added by staff")
+                )
+                self.message_user(request, f"Added {added} people to “{topic}”.", messages.SUCCESS)
+                if skipped:
+                    self.message_user(
+                        request,
+                        f"Skipped {skipped}: they opted out of this topic, or cannot receive marketing mail.",
+                        messages.WARNING,
+                    )
+                return None
+        else:
+            form = AddToTopicForm()
+        return render(request, "admin/subscribers/subscriber/add_to_topic.html", {
+            **self.admin_site.each_context(request),
+            "title": "Add to a topic",
+            "form": form,
+            "queryset": queryset,
+            "count": queryset.count(),
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
+
+    @admin.action(description="Unsubscribe selected from all marketing mail", permissions=["change"])
+    def unsubscribe_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done = 0
+        for subscriber in queryset.iterator():
+            before = subscriber.status
+            preference_actions.unsubscribe(subscriber, evidence=admin_evidence(request, "unsubscribed by staff"))
+            done += before != subscriber.status
+        self.message_user(request, f"Unsubscribed {done} people; the consent ledger records who did it.",
+                          messages.SUCCESS)
+
+
+@admin.register(AttributeDefinition)
+class AttributeDefinitionAdmin(admin.ModelAdmin):
+    list_display = ("label", "key", "type", "sensitive")
+    list_filter = ("type", "sensitive")
+    search_fields = ("key", "label")
+    prepopulated_fields = {"key": ("label",)}
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(admin.ModelAdmin):
+    list_display = ("occurred_at", "subscriber", "purpose", "topic", "granted", "method", "notice_version", "actor")
+    list_filter = ("purpose", "granted", "method", "topic", "occurred_at")
+    search_fields = ("subscriber__email", "notice_version")
+    list_select_related = ("subscriber", "topic", "actor")
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SuppressedAddress)
+class SuppressedAddressAdmin(admin.ModelAdmin):
+    list_display = ("email_hash", "reason", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("email_hash",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="An export from Mailchimp, Brevo, Klaviyo, a shop or a spreadsheet; comma, semicolon or tab separated.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.tsv,text/csv"}),
+    )
+    topic = forms.ModelChoiceField(
+        queryset=Topic.objects.filter(is_active=True), required=False,
+        help_text="Subscribe everyone in the file to this topic (people who opted out of it are left out).",
+    )
+    consent_notice = forms.CharField(
+        max_length=200, required=False,
+        help_text="The consent notice these people agreed to, e.g. “Newsletter signup v3, 2025”. Kept in the ledger.",
+    )
+    mode = forms.ChoiceField(choices=ImportMode.choices, initial=ImportMode.FILL_BLANKS, widget=forms.RadioSelect,
+                             label="Existing subscribers")
+    skip_bad_rows = forms.BooleanField(
+        required=False, label="Skip bad rows",
+        help_text="Import the good rows even when some rows have errors. Off: one bad row stops the whole import.",
+    )
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ("original_name", "status_display", "total_rows", "new_count", "updated_count", "skipped_count",
+                    "error_count", "created_by", "created_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("original_name",)
+    list_select_related = ("created_by", "topic")
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: ImportJob) -> str:
+        colour = {"done": "subscribed", "failed": "complained", "checked": "pending"}.get(obj.status, "unsubscribed")
+        return status_badge(colour, obj.get_status_display())
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:job_id>/progress/", wrap(self.progress_view), name="subscribers_importjob_progress"),
+            path("<int:job_id>/confirm/", wrap(self.confirm_view), name="subscribers_importjob_confirm"),
+            path("<int:job_id>/cancel/", wrap(self.cancel_view), name="subscribers_importjob_cancel"),
+            path("<int:job_id>/report/", wrap(self.report_view), name="subscribers_importjob_report"),
+        ] + super().get_urls()
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = ImportUploadForm(request.POST, request.FILES)
+            if form.is_valid():
+                try:
+                    job = actions.start_import(
+                        uploaded=form.cleaned_data["file"],
+                        created_by_id=request.user.pk,
+                        topic_id=form.cleaned_data["topic"].pk if form.cleaned_data["topic"] else None,
+                        consent_notice=form.cleaned_data["consent_notice"],
+                        mode=form.cleaned_data["mode"],
+                        skip_bad_rows=form.cleaned_data["skip_bad_rows"],
+                    )
+                except ValidationError as exc:
+                    form.add_error("file", exc)
+                else:
+                    self.message_user(request, "The file is uploaded and being checked. Nothing is imported until "
+                                               "you confirm.", messages.INFO)
+                    return HttpResponseRedirect(reverse("admin:subscribers_importjob_change", args=[job.pk]))
+        else:
+            form = ImportUploadForm()
+        return TemplateResponse(request, "admin/subscribers/importjob/upload.html", {
+            **self.admin_site.each_context(request),
+            "title": "Import subscribers from CSV",
+            "form": form,
+            "opts": self.model._meta,
+            "aliases_help": True,
+        })
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob.objects.select_related("topic", "created_by"), pk=object_id)
+        return TemplateResponse(request, "admin/subscribers/importjob/detail.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Import of {job.original_name}",
+            "job": job,
+            "opts": self.model._meta,
+            "summary": job.summary or {},
+            "can_act": self.has_add_permission(request),
+            "progress": _progress_payload(job),
+        })
+
+    def progress_view(self, request: HttpRequest, job_id: int) -> JsonResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=job_id)
+        return JsonResponse(_progress_payload(job))
+
+    def confirm_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        return self._act(request, job_id, actions.confirm_import, "The import has started.")
+
+    def cancel_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        return self._act(request, job_id, actions.cancel_import, "The import was cancelled; nothing was imported.")
+
+    def _act(self, request: HttpRequest, job_id: int, action: Any, success: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse(status=405)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=job_id)
+        try:
+            action(job)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        else:
+            self.message_user(request, success, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:subscribers_importjob_change", args=[job_id]))
+
+    def report_view(self, request: HttpRequest, job_id: int) -> FileResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=job_id)
+        if not job.report:
+            raise Http404("This import has no report yet.")
+        return FileResponse(job.report.open("rb"), as_attachment=True, filename=job.report.name.rsplit("/", 1)[-1],
+                            content_type="text/csv")
+
+
+def _progress_payload(job: ImportJob) -> dict[str, Any]:
+    from django.core.cache import cache
+
+    live = cache.get(actions.progress_key(job.pk)) or {}
+    running = job.status in {ImportStatus.QUEUED, ImportStatus.CHECKING, ImportStatus.IMPORTING}
+    return {
+        "status": job.status,
+        "status_label": job.get_status_display(),
+        "running": running,
+        "phase": live.get("phase", "waiting for a worker") if running else "",
+        "percent": live.get("percent", 0) if running else 100,
+    }

@@ -1,0 +1,418 @@
+"""Store who people are: subscribers, their custom attributes and consent ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone as django_tz
+from django_countries.fields import CountryField
+
+
+def normalize_email(raw: str) -> str:
+    """Return the address trimmed, with the domain lower-cased.
+
+    The local part keeps its case (it is the recipient's to decide); the
+    uniqueness key (``email_key``) is fully lower-cased.
+    """
+    value = (raw or "").strip()
+    local, sep, domain = value.rpartition("@")
+    if not sep:
+        return value
+    return f"{local}@{domain.lower()}"
+
+
+def email_key(raw: str) -> str:
+    """Return the case-insensitive uniqueness key of an address."""
+    return normalize_email(raw).lower()
+
+
+def email_hash(raw: str) -> str:
+    """Return the SHA-256 of the key, kept for erased addresses instead of the address."""
+    return hashlib.sha256(email_key(raw).encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def timezone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def validate_timezone(value: str) -> None:
+    if value and value not in timezone_names():
+        raise ValidationError(
+            "%(value)s is not a known time zone; use a name like Europe/Riga or America/New_York.",
+            params={"value": value},
+            code="invalid_timezone",
+        )
+
+
+class SubscriberStatus(models.TextChoices):
+    PENDING = "pending", "Pending confirmation"
+    SUBSCRIBED = "subscribed", "Subscribed"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    ERASED = "erased", "Erased"
+
+
+# Statuses that only the person can undo (by confirming again); imports and
+# the tracking API never move anyone out of them.
+BLOCKED_STATUSES = frozenset(
+    {
+        SubscriberStatus.UNSUBSCRIBED,
+        SubscriberStatus.BOUNCED,
+        SubscriberStatus.COMPLAINED,
+        SubscriberStatus.ERASED,
+    }
+)
+
+
+class Gender(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    NON_BINARY = "non_binary", "Non-binary"
+    OTHER = "other", "Other"
+    PREFER_NOT_TO_SAY = "prefer_not_to_say", "Prefer not to say"
+
+
+class Subscriber(models.Model):
+    email = models.CharField(max_length=254, help_text="As given; the domain is stored lower-case.")
+    email_key = models.CharField(max_length=254, unique=True, editable=False)
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    language = models.CharField(max_length=10, blank=True, help_text="Language code, e.g. en, lv, pl.")
+    country = CountryField(blank=True)
+    region = models.CharField(max_length=100, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    timezone = models.CharField(
+        max_length=64, blank=True, validators=[validate_timezone], help_text="IANA name, e.g. Europe/Riga."
+    )
+    birth_date = models.DateField(null=True, blank=True)
+    # Many lists know the birthday without the year (Mailchimp's MM/DD);
+    # birthday journeys need only these two.
+    birthday_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    birthday_day = models.PositiveSmallIntegerField(null=True, blank=True)
+    gender = models.CharField(max_length=20, choices=Gender.choices, blank=True)
+    company = models.CharField(max_length=200, blank=True)
+    job_title = models.CharField(max_length=200, blank=True)
+    industry = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=100, blank=True, help_text="Where the person signed up or came from.")
+    external_id = models.CharField(
+        max_length=255, null=True, blank=True, unique=True, help_text="The shop's user id."
+    )
+    tags = models.JSONField(default=list, blank=True)
+    attributes = models.JSONField(default=dict, blank=True, help_text="Values of catalogue attributes.")
+    status = models.CharField(
+        max_length=20, choices=SubscriberStatus.choices, default=SubscriberStatus.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(default=django_tz.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("export_subscriber", "Can export subscriber personal data")]
+        indexes = [
+            models.Index(fields=["country", "status"], name="subscriber_country_status"),
+            models.Index(fields=["source"], name="subscriber_source"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def clean(self) -> None:
+        self.email = normalize_email(self.email)
+        if self.birth_date:
+            self.birthday_month, self.birthday_day = self.birth_date.month, self.birth_date.day
+        self.attributes = validate_attribute_values(self.attributes or {})
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = normalize_email(self.email)
+        self.email_key = self.email.lower()
+        if self.birth_date:
+            self.birthday_month, self.birthday_day = self.birth_date.month, self.birth_date.day
+        if self.external_id == "":
+            self.external_id = None
+        super().save(*args, **kwargs)
+
+
+class SuppressedAddress(models.Model):
+    """Remember an address that must never be re-added, without keeping the address.
+
+    Written when a person is erased; imports and signups check it by hash.
+    """
+
+    email_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=40, default="erased")
+    created_at = models.DateTimeField(default=django_tz.now)
+
+    class Meta:
+        verbose_name_plural = "suppressed addresses"
+
+    def __str__(self) -> str:
+        return f"{self.email_hash[:12]}… ({self.reason})"
+
+
+class AttributeType(models.TextChoices):
+    TEXT = "text", "Text"
+    NUMBER = "number", "Number"
+    DATE = "date", "Date"
+    BOOLEAN = "boolean", "Yes / no"
+    CHOICE = "choice", "Choice"
+
+
+class AttributeDefinition(models.Model):
+    """Describe one custom attribute: its key, type and whether it is sensitive."""
+
+    key = models.SlugField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[a-z][a-z0-9_]*$", "Use lower-case letters, digits and _.")],
+        help_text="Used in segments, merge tags and CSV headers, e.g. favourite_colour.",
+    )
+    label = models.CharField(max_length=100)
+    type = models.CharField(max_length=10, choices=AttributeType.choices, default=AttributeType.TEXT)
+    choices = models.JSONField(default=list, blank=True, help_text="Allowed values for a choice attribute.")
+    sensitive = models.BooleanField(
+        default=False,
+        help_text="Health, religion, finances and the like: never used in content without a recorded reason.",
+    )
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["label"]
+
+    def __str__(self) -> str:
+        return self.label
+
+    def clean(self) -> None:
+        if self.type == AttributeType.CHOICE and not self.choices:
+            raise ValidationError({"choices": "A choice attribute needs at least one allowed value."})
+        if self.type != AttributeType.CHOICE and self.choices:
+            raise ValidationError({"choices": "Only choice attributes have allowed values."})
+
+    def coerce(self, raw: Any) -> Any:
+        """Return ``raw`` as this attribute's JSON value, or raise ValidationError in plain words."""
+        return coerce_attribute_value(self.type, self.choices, raw, self.label)
+
+
+_TRUE_WORDS = {"1", "true", "yes", "y", "on", "t"}
+_FALSE_WORDS = {"0", "false", "no", "n", "off", "f"}
+
+
+def coerce_attribute_value(kind: str, choices: list[str], raw: Any, label: str) -> Any:
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return None
+    if kind == AttributeType.TEXT:
+        return str(raw).strip()
+    if kind == AttributeType.NUMBER:
+        if isinstance(raw, bool):
+            raise ValidationError(f"{label} must be a number.")
+        if isinstance(raw, int | float):
+            return raw
+        try:
+            number = Decimal(str(raw).strip().replace(",", "."))
+        except InvalidOperation:
+            raise ValidationError(f"{label} must be a number, not “{raw}”.") from None
+        if not number.is_finite():
+            raise ValidationError(f"{label} must be a number, not “{raw}”.")
+        return int(number) if number == number.to_integral_value() else float(number)
+    if kind == AttributeType.DATE:
+        if isinstance(raw, dt.date):
+            return raw.isoformat()
+        try:
+            return dt.date.fromisoformat(str(raw).strip()).isoformat()
+        except ValueError:
+            raise ValidationError(f"{label} must be a date written as YYYY-MM-DD, not “{raw}”.") from None
+    if kind == AttributeType.BOOLEAN:
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        raise ValidationError(f"{label} must be yes or no, not “{raw}”.")
+    if kind == AttributeType.CHOICE:
+        value = str(raw).strip()
+        for choice in choices:
+            if choice.lower() == value.lower():
+                return choice
+        raise ValidationError(f"{label} must be one of {', '.join(choices)}; “{raw}” is not.")
+    raise ValidationError(f"Unknown attribute type {kind}.")
+
+
+def validate_attribute_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Return ``values`` checked and coerced against the catalogue.
+
+    Unknown keys and wrongly typed values raise one ValidationError that
+    names every problem, keyed by attribute.
+    """
+    if not isinstance(values, dict):
+        raise ValidationError({"attributes": "Attributes must be a mapping of attribute key to value."})
+    definitions = {d.key: d for d in AttributeDefinition.objects.filter(key__in=list(values))}
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for key, raw in values.items():
+        definition = definitions.get(key)
+        if definition is None:
+            errors[key] = f"“{key}” is not in the attribute catalogue; add it there first."
+            continue
+        try:
+            value = definition.coerce(raw)
+        except ValidationError as exc:
+            errors[key] = " ".join(exc.messages)
+            continue
+        if value is not None:
+            cleaned[key] = value
+    if errors:
+        raise ValidationError({"attributes": [f"{k}: {v}" for k, v in errors.items()]})
+    return cleaned
+
+
+class ConsentPurpose(models.TextChoices):
+    EMAIL_MARKETING = "email_marketing", "Email marketing"
+    PERSONALIZATION = "personalization", "Personalization"
+    TOPIC = "topic", "Topic"
+
+
+class ConsentMethod(models.TextChoices):
+    IMPORT = "import", "Import"
+    FORM = "form", "Signup form"
+    PREFERENCE_CENTER = "preference_center", "Preference center"
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+
+
+class ConsentRecordQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("The consent ledger is append-only; record a new entry instead.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("The consent ledger is append-only; entries cannot be deleted.")
+
+
+class ConsentRecord(models.Model):
+    """Append one consent fact: who granted or withdrew what, how, when and under which notice.
+
+    Current consent per purpose is the latest record; history is never
+    rewritten. Rows go away only with their subscriber (erasure keeps the
+    hashed suppression entry, not the ledger).
+    """
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_records")
+    purpose = models.CharField(max_length=20, choices=ConsentPurpose.choices)
+    topic = models.ForeignKey("preferences.Topic", null=True, blank=True, on_delete=models.PROTECT)
+    granted = models.BooleanField()
+    method = models.CharField(max_length=20, choices=ConsentMethod.choices)
+    notice_version = models.CharField(max_length=200, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField(default=django_tz.now, help_text="When the person gave or withdrew it.")
+    recorded_at = models.DateTimeField(default=django_tz.now, editable=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = ConsentRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["subscriber", "purpose", "-occurred_at"], name="consent_latest")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(purpose="topic", topic__isnull=False)
+                | (~models.Q(purpose="topic") & models.Q(topic__isnull=True)),
+                name="consent_topic_iff_topic_purpose",
+            )
+        ]
+
+    def __str__(self) -> str:
+        verb = "granted" if self.granted else "withdrew"
+        return f"{self.subscriber} {verb} {self.purpose_label} ({self.get_method_display()})"
+
+    @property
+    def purpose_label(self) -> str:
+        if self.purpose == ConsentPurpose.TOPIC and self.topic_id:
+            return f"topic “{self.topic}”"
+        return self.get_purpose_display()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise TypeError("The consent ledger is append-only; record a new entry instead.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("The consent ledger is append-only; entries cannot be deleted.")
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued for checking"
+    CHECKING = "checking", "Checking"
+    CHECKED = "checked", "Checked, waiting for confirmation"
+    IMPORTING = "importing", "Importing"
+    DONE = "done", "Imported"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ImportMode(models.TextChoices):
+    FILL_BLANKS = "fill_blanks", "Fill blank fields only"
+    OVERWRITE = "overwrite", "Overwrite with values from the file"
+
+
+class ImportJob(models.Model):
+    """Track one CSV import from upload through dry run to the real import."""
+
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    topic = models.ForeignKey("preferences.Topic", null=True, blank=True, on_delete=models.SET_NULL)
+    consent_notice = models.CharField(
+        max_length=200, blank=True, help_text="Version or text of the consent notice these people agreed to."
+    )
+    mode = models.CharField(max_length=20, choices=ImportMode.choices, default=ImportMode.FILL_BLANKS)
+    skip_bad_rows = models.BooleanField(
+        default=False, help_text="Import the good rows even if some rows have errors."
+    )
+    status = models.CharField(max_length=20, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    new_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    report = models.FileField(upload_to="imports/reports/%Y/%m/", blank=True)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=django_tz.now)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "CSV import"
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display()})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in {ImportStatus.QUEUED, ImportStatus.CHECKING, ImportStatus.IMPORTING}
+
+    @property
+    def can_confirm(self) -> bool:
+        return self.status == ImportStatus.CHECKED and (self.error_count == 0 or self.skip_bad_rows)
