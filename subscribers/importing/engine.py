@@ -162,7 +162,7 @@ def _plan_columns(headers: list[str], result: ImportResult) -> _Plan:
     return _Plan(fields=fields, attributes=attributes, width=len(headers))
 
 
-def _parse_row(line: int, cells: list[str], plan: _Plan, source: str) -> list[Any]:
+def _parse_row(line: int, cells: list[str], plan: _Plan) -> list[Any]:
     row: list[Any] = [None] * len(LOADED_COLUMNS)
     row[0] = line
     errors: list[tuple[str, str]] = []
@@ -211,8 +211,6 @@ def _parse_row(line: int, cells: list[str], plan: _Plan, source: str) -> list[An
                 values[definition.key] = value
         if values:
             row[22] = json.dumps(values, ensure_ascii=False)
-    if row[19] is None and source:
-        row[19] = source
     if errors:
         row[26] = "error"
         row[27] = ", ".join(dict.fromkeys(h for h, _ in errors if h))
@@ -311,7 +309,7 @@ def run_import(
                         result.total_rows += 1
                         if result.total_rows % 20000 == 0:
                             progress("reading", 0.8 * csv_file.bytes_read() / max(csv_file.size, 1))
-                        yield _parse_row(line, cells, plan, options.source)
+                        yield _parse_row(line, cells, plan)
 
                 dialect.load(cursor, parsed_rows())
                 if result.total_rows == 0:
@@ -439,7 +437,8 @@ def _write_report(cursor: Any, stream: TextIO) -> None:
 def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
     s, sub = STAGING, "subscribers_subscriber"
     now = dialect.value(timezone.now())
-    text_cols = ", ".join(f"COALESCE({c}, '')" for c in TEXT_FIELDS)
+    # New people without a source in the file get the import's name as source.
+    text_cols = ", ".join(f"COALESCE({c}, %s)" if c == "source" else f"COALESCE({c}, '')" for c in TEXT_FIELDS)
     cursor.execute(
         f"""INSERT INTO {sub} (email, email_key, {", ".join(TEXT_FIELDS)}, {", ".join(NULLABLE_FIELDS)},
                 tags, attributes, status, created_at, updated_at, confirmed_at, status_changed_at)
@@ -448,7 +447,7 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
                'subscribed', %s, %s, confirmed_at, %s
         FROM {s} WHERE outcome = 'new' ORDER BY line
         ON CONFLICT DO NOTHING""",
-        [now, now, now],
+        [options.source, now, now, now],
     )
     cursor.execute(
         f"""UPDATE {s} SET subscriber_id = sub.id FROM {sub} sub
