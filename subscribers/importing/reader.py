@@ -56,9 +56,19 @@ def _detect_delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _not_utf8(row_number: int) -> ImportFileError:
+def _not_utf8(path: Path, encoding: str) -> ImportFileError:
+    where = ""
+    if encoding.startswith("utf-8"):
+        # Decoding runs on buffered chunks; find the exact line by reading again.
+        with path.open("rb") as raw:
+            for number, line in enumerate(raw, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    where = f" (the first unreadable character is on line {number})"
+                    break
     return ImportFileError(
-        f"The file is not saved as UTF-8 text (the first unreadable character is near row {row_number}). "
+        f"The file is not saved as UTF-8 text{where}. "
         "In Excel choose “Save as → CSV UTF-8”; in Google Sheets “Download → CSV”."
     )
 
@@ -82,7 +92,7 @@ def open_csv(path: str | Path, *, max_bytes: int) -> CsvFile:
         first_line = text.readline()
     except UnicodeDecodeError:
         raw.close()
-        raise _not_utf8(1) from None
+        raise _not_utf8(path, encoding) from None
     if "\x00" in first_line:
         raw.close()
         raise ImportFileError("This is not a CSV text file (it contains binary data). Export the list as CSV.")
@@ -102,7 +112,7 @@ def open_csv(path: str | Path, *, max_bytes: int) -> CsvFile:
                 row_number += 1
                 yield row_number, cells
         except UnicodeDecodeError:
-            raise _not_utf8(row_number + 1) from None
+            raise _not_utf8(path, encoding) from None
         except csv.Error as exc:
             raise ImportFileError(f"Row {row_number + 1} cannot be read as CSV: {exc}.") from None
 

@@ -1,0 +1,100 @@
+"""Drive the admin in headless Chromium (Debian's /usr/bin/chromium; Playwright never downloads a browser).
+
+Run with ``pytest tests/e2e``; set ``SCREENSHOTS=1`` to also write full-page
+screenshots into docs/screenshots/. Without Chromium the tests are skipped
+locally and fail in CI (env ``CI`` set), so a broken CI image is noticed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Playwright's sync API runs an asyncio loop in the test thread; Django's ORM
+# would otherwise refuse to run there (SynchronousOnlyOperation).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1366, "height": 900}
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+STAFF_USERNAME = "manager"
+STAFF_PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        reason = f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y chromium`"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so this is an error, not a skip)")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def staff_user(db: Any) -> Any:
+    from django.contrib.auth.models import Group, Permission, User
+
+    from subscribers.roles import MARKETING_MANAGER, sync_staff_groups
+
+    group = Group.objects.filter(name=MARKETING_MANAGER).first()
+    if group is None:  # a flush between transactional tests can drop the migration's rows
+        sync_staff_groups(Group, Permission)
+        group = Group.objects.get(name=MARKETING_MANAGER)
+    user = User.objects.create_user(
+        STAFF_USERNAME, email="manager@example.com", password=STAFF_PASSWORD,
+        first_name="Mara", last_name="Manager", is_staff=True,
+    )
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def staff_page(browser: Any, live_server: Any, staff_user: Any) -> Iterator[Any]:
+    """A logged-in admin page of a Marketing manager (not a superuser)."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, locale="en-US")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", STAFF_USERNAME)
+    page.fill("#id_password", STAFF_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    assert page.locator("#user-tools").is_visible(), "login failed"
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def screenshot() -> Any:
+    """Return ``shoot(page, name)``: a full-page PNG in docs/screenshots/, only when SCREENSHOTS=1."""
+
+    def shoot(page: Any, name: str) -> None:
+        if os.environ.get("SCREENSHOTS") != "1":
+            return
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_DIR / name), full_page=True, animations="disabled")
+
+    return shoot

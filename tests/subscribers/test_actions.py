@@ -1,0 +1,139 @@
+import datetime as dt
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from preferences import actions as preference_actions
+from preferences.models import TopicSubscription
+from subscribers import actions
+from subscribers.api import current_consent, has_consent
+from subscribers.models import (
+    ConsentMethod,
+    ConsentPurpose,
+    ConsentRecord,
+    Subscriber,
+    SubscriberStatus,
+    SuppressedAddress,
+    email_hash,
+)
+
+FORM = actions.ConsentEvidence(method=ConsentMethod.FORM, notice_version="v3", ip_address="198.51.100.7",
+                               user_agent="Firefox")
+ADMIN = actions.ConsentEvidence(method=ConsentMethod.ADMIN, notice_version="paper form")
+
+
+def test_create_subscriber_records_consent_with_evidence(db):
+    s = actions.create_subscriber(email="Ann@Example.com", profile={"first_name": "Ann"},
+                                  status=SubscriberStatus.SUBSCRIBED, evidence=FORM)
+    record = s.consent_records.get()
+    assert (record.purpose, record.granted, record.method) == ("email_marketing", True, "form")
+    assert (record.notice_version, record.ip_address, record.user_agent) == ("v3", "198.51.100.7", "Firefox")
+    assert s.email == "Ann@example.com" and s.confirmed_at is not None
+
+
+def test_create_subscribed_without_evidence_is_refused(db):
+    with pytest.raises(ValidationError, match="consent"):
+        actions.create_subscriber(email="a@example.com", status=SubscriberStatus.SUBSCRIBED)
+    assert not Subscriber.objects.exists()
+
+
+def test_create_refuses_duplicate_and_erased_addresses(db, make_subscriber):
+    make_subscriber(email="taken@example.com")
+    with pytest.raises(ValidationError, match="already exists"):
+        actions.create_subscriber(email="TAKEN@example.com")
+    SuppressedAddress.objects.create(email_hash=email_hash("gone@example.com"))
+    with pytest.raises(ValidationError, match="erased"):
+        actions.create_subscriber(email="Gone@Example.com")
+
+
+def test_current_consent_is_the_latest_record_per_purpose(make_subscriber, topic):
+    s = make_subscriber()
+    t0 = timezone.now() - dt.timedelta(days=3)
+    for days, granted in ((0, True), (1, False), (2, True)):
+        evidence = actions.ConsentEvidence(method=ConsentMethod.FORM, occurred_at=t0 + dt.timedelta(days=days))
+        actions.record_consent(s, purpose=ConsentPurpose.EMAIL_MARKETING, granted=granted, evidence=evidence)
+    actions.record_consent(s, purpose=ConsentPurpose.PERSONALIZATION, granted=False, evidence=FORM)
+    actions.record_consent(s, purpose=ConsentPurpose.TOPIC, topic_id=topic.pk, granted=True, evidence=FORM)
+    states = current_consent(subscriber_id=s.pk)
+    assert states[("email_marketing", None)].granted is True
+    assert states[("personalization", None)].granted is False
+    assert states[("topic", topic.pk)].granted is True
+    assert has_consent(subscriber_id=s.pk) is True
+    assert has_consent(subscriber_id=s.pk, purpose="personalization") is False
+    assert ConsentRecord.objects.filter(subscriber=s).count() == 5
+
+
+def test_no_record_means_no_consent(make_subscriber):
+    assert has_consent(subscriber_id=make_subscriber().pk) is False
+
+
+def test_unsubscribe_withdraws_consent_and_is_idempotent(make_subscriber):
+    s = make_subscriber()
+    preference_actions.unsubscribe(s, evidence=ADMIN)
+    preference_actions.unsubscribe(s, evidence=ADMIN)
+    s.refresh_from_db()
+    assert s.status == "unsubscribed"
+    assert list(s.consent_records.values_list("granted", "method")) == [(False, "admin")]
+
+
+def test_staff_cannot_resubscribe_someone_who_unsubscribed(make_subscriber):
+    s = make_subscriber(status=SubscriberStatus.UNSUBSCRIBED)
+    with pytest.raises(ValidationError, match="only the person"):
+        actions.change_status(s, status=SubscriberStatus.SUBSCRIBED, evidence=ADMIN)
+    actions.change_status(s, status=SubscriberStatus.SUBSCRIBED, evidence=FORM)
+    s.refresh_from_db()
+    assert s.status == "subscribed"
+
+
+def test_topic_subscription_writes_the_ledger(make_subscriber, topic):
+    s = make_subscriber()
+    preference_actions.set_topic_subscription(s, topic=topic, subscribed=True, evidence=FORM)
+    preference_actions.set_topic_subscription(s, topic=topic, subscribed=True, evidence=FORM)
+    preference_actions.set_topic_subscription(s, topic=topic, subscribed=False, evidence=FORM)
+    assert TopicSubscription.objects.get(subscriber=s, topic=topic).subscribed is False
+    assert list(s.consent_records.order_by("id").values_list("purpose", "granted")) == [
+        ("topic", True), ("topic", False)]
+
+
+def test_bulk_add_to_topic_respects_opt_outs_and_blocked_people(make_subscriber, topic):
+    keen = make_subscriber()
+    opted_out = make_subscriber()
+    preference_actions.set_topic_subscription(opted_out, topic=topic, subscribed=False, evidence=FORM)
+    bounced = make_subscriber(status=SubscriberStatus.BOUNCED)
+    added, skipped = preference_actions.add_to_topic([keen, opted_out, bounced], topic=topic, evidence=ADMIN)
+    assert (added, skipped) == (1, 2)
+    assert set(TopicSubscription.objects.filter(topic=topic, subscribed=True).values_list("subscriber", flat=True)) == {
+        keen.pk}
+
+
+def test_update_profile_validates_and_refuses_status(make_subscriber, attribute):
+    attribute("shoe_size", "number")
+    s = make_subscriber()
+    actions.update_subscriber_profile(s, changes={"city": "Rīga", "attributes": {"shoe_size": "42"}})
+    s.refresh_from_db()
+    assert (s.city, s.attributes) == ("Rīga", {"shoe_size": 42})
+    with pytest.raises(ValidationError):
+        actions.update_subscriber_profile(s, changes={"timezone": "Nowhere/City"})
+    with pytest.raises(ValueError):
+        actions.update_subscriber_profile(s, changes={"status": "subscribed"})
+
+
+def test_purge_import_files_removes_old_uploads(db, tmp_path, settings):
+    from django.core.files.base import ContentFile
+
+    from subscribers.models import ImportJob
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    old = ImportJob(original_name="old.csv", created_at=timezone.now() - dt.timedelta(days=40))
+    old.file.save("old.csv", ContentFile(b"Email\na@example.com\n"))
+    fresh = ImportJob(original_name="new.csv")
+    fresh.file.save("new.csv", ContentFile(b"Email\nb@example.com\n"))
+    path = old.file.path
+    assert actions.purge_import_files(older_than_days=30) == 1
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert not old.file and fresh.file
+    import os
+
+    assert not os.path.exists(path)
