@@ -247,9 +247,9 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
         obj.pk = created.pk
         obj._state.adding = False
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        # Inlines here are read-only; topics and consent change through actions.
-        return
+    def get_inlines(self, request: HttpRequest, obj: Subscriber | None) -> Any:
+        # Topics and consent are shown read-only; they change only through actions.
+        return self.inlines if obj is not None else []
 
     @admin.action(description="Add selected to a topic", permissions=["change"])
     def add_to_topic(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

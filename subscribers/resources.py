@@ -1,6 +1,10 @@
 """Describe the subscriber export (django-import-export); cells are formula-escaped by settings."""
 
+from typing import Any
+
 from import_export import fields, resources
+
+from marketing.spreadsheets import escape_formula
 
 from subscribers.models import Subscriber
 
@@ -17,6 +21,9 @@ class SubscriberExportResource(resources.ModelResource):
             "attributes", "status", "created_at", "confirmed_at", "topics",
         )
         export_order = fields
+
+    def export_field(self, field: fields.Field, instance: Subscriber, **kwargs: Any) -> Any:
+        return escape_formula(super().export_field(field, instance, **kwargs))
 
     def dehydrate_tags(self, subscriber: Subscriber) -> str:
         return ", ".join(subscriber.tags or [])

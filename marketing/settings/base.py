@@ -77,6 +77,7 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
 STORAGES = {
@@ -92,8 +93,8 @@ STORAGES = {
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Exports escape cells that a spreadsheet would run as a formula.
-IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+# Exports escape formula cells with a ' prefix (marketing.spreadsheets) instead of
+# django-import-export's stripping, which would silently change the data.
 # Export needs the "Can export subscriber personal data" permission, not just view.
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
 

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from django.db import connection, transaction
 from django.utils import timezone
 
+from marketing.spreadsheets import escape_formula
 from subscribers.importing.columns import CellError, KNOWN_IGNORED, PARSERS, field_for_header, header_key
 from subscribers.importing.reader import ImportFileError, open_csv
 from subscribers.models import AttributeDefinition, ImportMode, coerce_attribute_value
@@ -417,13 +418,6 @@ def _collect(cursor: Any, result: ImportResult) -> None:
         f"ORDER BY line LIMIT {ISSUE_ROWS}"
     )
     result.issues = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
-
-
-def escape_formula(value: Any) -> Any:
-    """Keep a spreadsheet from running a cell as a formula (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def _write_report(cursor: Any, stream: TextIO) -> None:
