@@ -223,7 +223,10 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
         topics = dict(Topic.objects.values_list("pk", "name"))
         rows = []
         for (purpose, topic_id), state in sorted(states.items(), key=lambda i: (i[0][0], i[0][1] or 0)):
-            label = f"Topic: {topics.get(topic_id, topic_id)}" if topic_id else ConsentRecord(purpose=purpose).get_purpose_display()
+            if topic_id:
+                label = f"Topic: {topics.get(topic_id, topic_id)}"
+            else:
+                label = ConsentRecord(purpose=purpose).get_purpose_display()
             rows.append((label, status_badge("subscribed" if state.granted else "complained",
                                              "granted" if state.granted else "withdrawn"),
                          state.occurred_at.strftime("%Y-%m-%d %H:%M"), ConsentMethod(state.method).label))
@@ -334,7 +337,8 @@ class SuppressedAddressAdmin(admin.ModelAdmin):
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
-        help_text="An export from Mailchimp, Brevo, Klaviyo, a shop or a spreadsheet; comma, semicolon or tab separated.",
+        help_text="An export from Mailchimp, Brevo, Klaviyo, a shop or a spreadsheet; "
+                  "comma, semicolon or tab separated.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.tsv,text/csv"}),
     )
     topic = forms.ModelChoiceField(

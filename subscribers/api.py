@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import datetime as dt
+from dataclasses import dataclass
 
 from subscribers.models import ConsentPurpose, ConsentRecord
 
@@ -27,7 +27,9 @@ def current_consent(*, subscriber_id: int) -> dict[tuple[str, int | None], Conse
     return states
 
 
-def has_consent(*, subscriber_id: int, purpose: str = ConsentPurpose.EMAIL_MARKETING, topic_id: int | None = None) -> bool:
+def has_consent(
+    *, subscriber_id: int, purpose: str = ConsentPurpose.EMAIL_MARKETING, topic_id: int | None = None
+) -> bool:
     """Say whether the latest ledger entry for this purpose grants consent."""
     latest = (
         ConsentRecord.objects.filter(subscriber_id=subscriber_id, purpose=purpose, topic_id=topic_id)

@@ -88,7 +88,8 @@ MARKETS = (
     Market("LV", "lv", ("Europe/Riga",),
            (("Rīga", "Rīga"), ("Daugavpils", "Latgale"), ("Liepāja", "Kurzeme"), ("Jelgava", "Zemgale"),
             ("Valmiera", "Vidzeme")),
-           ("Anna", "Līga", "Ilze", "Kristīne", "Laura", "Elīza"), ("Jānis", "Kristaps", "Mārtiņš", "Artūrs", "Roberts"),
+           ("Anna", "Līga", "Ilze", "Kristīne", "Laura", "Elīza"),
+           ("Jānis", "Kristaps", "Mārtiņš", "Artūrs", "Roberts"),
            ("Bērziņš", "Kalniņš", "Ozols", "Liepiņš", "Krūmiņš", "Zariņš", "Vītols"), 10, _lv_female),
     Market("BG", "bg", ("Europe/Sofia",),
            (("София", "София-град"), ("Пловдив", "Пловдив"), ("Варна", "Варна"), ("Бургас", "Бургас")),
@@ -258,7 +259,8 @@ def _person(rng: random.Random, market: Market, index: int, now: dt.datetime, so
         attributes=attributes,
         status=status,
         created_at=created,
-        confirmed_at=created + dt.timedelta(minutes=rng.randrange(2, 600)) if status != SubscriberStatus.PENDING else None,
+        confirmed_at=(created + dt.timedelta(minutes=rng.randrange(2, 600))
+                      if status != SubscriberStatus.PENDING else None),
         status_changed_at=min(changed, now),
     )
 

@@ -5,7 +5,6 @@ from typing import Any
 from import_export import fields, resources
 
 from marketing.spreadsheets import escape_formula
-
 from subscribers.models import Subscriber
 
 

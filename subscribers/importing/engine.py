@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
 from marketing.spreadsheets import escape_formula
-from subscribers.importing.columns import CellError, KNOWN_IGNORED, PARSERS, field_for_header, header_key
+from subscribers.importing.columns import KNOWN_IGNORED, PARSERS, CellError, field_for_header, header_key
 from subscribers.importing.reader import ImportFileError, open_csv
 from subscribers.models import AttributeDefinition, ImportMode, coerce_attribute_value
-from django.core.exceptions import ValidationError
 
 Progress = Callable[[str, float], None]
 
@@ -462,7 +462,7 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
     sets.append(f"attributes = CASE WHEN st.attributes IS NULL THEN {sub}.attributes ELSE {attrs} END")
     sets.append(f"confirmed_at = COALESCE({sub}.confirmed_at, st.confirmed_at)")
     # An import is evidence of consent: a pending person becomes subscribed.
-    sets.append(f"status = 'subscribed'")
+    sets.append("status = 'subscribed'")
     sets.append(f"status_changed_at = CASE WHEN {sub}.status = 'pending' THEN %s ELSE {sub}.status_changed_at END")
     sets.append("updated_at = %s")
     cursor.execute(

@@ -130,7 +130,7 @@ def test_import_flow_upload_check_confirm(manager_client, topic, settings, tmp_p
                                           django_capture_on_commit_callbacks):
     settings.MEDIA_ROOT = str(tmp_path)
     upload = SimpleUploadedFile(
-        "fair.csv", "Email Address;First Name;CC\nann@example.com;Ann;LV\nbad;Bo;PL\n".encode(), "text/csv")
+        "fair.csv", b"Email Address;First Name;CC\nann@example.com;Ann;LV\nbad;Bo;PL\n", "text/csv")
     with django_capture_on_commit_callbacks(execute=True):
         response = manager_client.post(reverse("admin:subscribers_importjob_add"), {
             "file": upload, "topic": topic.pk, "consent_notice": "Fair 2026 form", "mode": "fill_blanks",
@@ -173,7 +173,8 @@ def test_import_with_errors_cannot_be_confirmed(manager_client, settings, tmp_pa
     assert job.status == "checked" and not Subscriber.objects.exists()
 
 
-def test_unreadable_upload_fails_with_the_reason(manager_client, settings, tmp_path, django_capture_on_commit_callbacks):
+def test_unreadable_upload_fails_with_the_reason(manager_client, settings, tmp_path,
+                                                 django_capture_on_commit_callbacks):
     settings.MEDIA_ROOT = str(tmp_path)
     upload = SimpleUploadedFile("list.csv", b"Name,City\nAnn,Riga\n", "text/csv")
     with django_capture_on_commit_callbacks(execute=True):

@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 known = ", ".join(Topic.objects.values_list("slug", flat=True)) or "none yet"
                 raise CommandError(f"No topic with slug “{options['topic']}”; known topics: {known}")
             topic_id = topic.pk
-        report = Path(options["report"]).open("w", newline="", encoding="utf-8") if options["report"] else None
+        report = Path(options["report"]).open("w", newline="", encoding="utf-8") if options["report"] else None  # noqa: SIM115 closed below
 
         def progress(phase: str, fraction: float) -> None:
             if options["verbosity"] > 1:
