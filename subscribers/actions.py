@@ -168,6 +168,44 @@ def change_status(subscriber: Subscriber, *, status: str, evidence: ConsentEvide
     return subscriber
 
 
+# --- Email engagement (called by campaigns' tracking) ----------------------
+
+ENGAGEMENT_KINDS = frozenset({"delivered", "open", "click"})
+
+
+def record_email_engagement(*, subscriber_id: int, kind: str, at: dt.datetime) -> None:
+    """Keep the engagement metrics current: one UPDATE, never a recount.
+
+    ``kind`` is "delivered" (emails_received + 1), "open" or "click" (the
+    latest human open or click; a click implies the mail was opened).
+    Machine opens must not be passed here.
+    """
+    from django.db.models import F, Value
+    from django.db.models.functions import Coalesce, Greatest
+
+    if kind not in ENGAGEMENT_KINDS:
+        raise ValueError(f"Unknown engagement kind {kind!r}")
+    people = Subscriber.objects.filter(pk=subscriber_id)
+    if kind == "delivered":
+        people.update(emails_received=F("emails_received") + 1)
+        return
+    latest = {"last_open_at": Coalesce(Greatest("last_open_at", Value(at)), Value(at))}
+    if kind == "click":
+        latest["last_click_at"] = Coalesce(Greatest("last_click_at", Value(at)), Value(at))
+    people.update(**latest)
+
+
+@transaction.atomic
+def suppress_subscriber(*, subscriber_id: int, status: str, evidence: ConsentEvidence) -> Subscriber | None:
+    """Stop mail to a person whose address hard-bounced or who complained (marked it as spam)."""
+    if status not in {SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}:
+        raise ValueError("Suppression is for bounces and complaints.")
+    subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber_id).first()
+    if subscriber is None or subscriber.status in {SubscriberStatus.ERASED, SubscriberStatus.COMPLAINED}:
+        return subscriber
+    return change_status(subscriber, status=status, evidence=evidence)
+
+
 # --- CSV import -----------------------------------------------------------
 
 

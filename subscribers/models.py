@@ -119,12 +119,26 @@ class Subscriber(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
 
+    # Profile metrics, kept current incrementally by subscribers.actions as
+    # orders, site visits and email engagement arrive (never recomputed per event).
+    # db_default too: the CSV import inserts rows with set-based SQL.
+    order_count = models.PositiveIntegerField(default=0, db_default=0)
+    total_spent = models.DecimalField(max_digits=14, decimal_places=2, default=0, db_default=0)
+    average_order_value = models.DecimalField(max_digits=14, decimal_places=2, default=0, db_default=0)
+    first_order_at = models.DateTimeField(null=True, blank=True)
+    last_order_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True, help_text="Last activity on the site or app.")
+    last_open_at = models.DateTimeField(null=True, blank=True, help_text="Last human open (machine opens excluded).")
+    last_click_at = models.DateTimeField(null=True, blank=True)
+    emails_received = models.PositiveIntegerField(default=0, db_default=0)
+
     class Meta:
         ordering = ["-created_at"]
         permissions = [("export_subscriber", "Can export subscriber personal data")]
         indexes = [
             models.Index(fields=["country", "status"], name="subscriber_country_status"),
             models.Index(fields=["source"], name="subscriber_source"),
+            models.Index(fields=["last_order_at"], name="subscriber_last_order"),
         ]
 
     def __str__(self) -> str:
@@ -416,3 +430,150 @@ class ImportJob(models.Model):
     @property
     def can_confirm(self) -> bool:
         return self.status == ImportStatus.CHECKED and (self.error_count == 0 or self.skip_bad_rows)
+
+
+# --- Behaviour: tracking sources, events, products and orders --------------
+
+
+class WriteKey(models.Model):
+    """Authenticate one tracking source (a shop backend, a website SDK) on the tracking API.
+
+    Only a hash of the key is stored; the key itself is shown once, when created.
+    """
+
+    name = models.CharField(max_length=100, help_text="Which source uses this key, e.g. “Shop backend”.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to recognise it.")
+    created_at = models.DateTimeField(default=django_tz.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "tracking write key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix}…)"
+
+    @staticmethod
+    def hash(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class AnonymousVisitor(models.Model):
+    """Link a tracking anonymousId (or an aliased id) to the subscriber it turned out to be."""
+
+    anonymous_id = models.CharField(max_length=200, unique=True)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="anonymous_ids")
+    linked_at = models.DateTimeField(default=django_tz.now)
+
+    def __str__(self) -> str:
+        return f"{self.anonymous_id} → {self.subscriber_id}"
+
+
+class Event(models.Model):
+    """One thing a person did: a tracked event or a page view (Segment track/page).
+
+    Indexed for segment queries by person + name + time and by name + time.
+    Events sent before a person is known carry only ``anonymous_id`` and are
+    attached when the person is identified.
+    """
+
+    subscriber = models.ForeignKey(Subscriber, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    anonymous_id = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=200)
+    properties = models.JSONField(default=dict, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=django_tz.now)
+    source = models.ForeignKey(WriteKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message_id = models.CharField(max_length=200, null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["subscriber", "name", "occurred_at"], name="event_person_name_time"),
+            models.Index(fields=["name", "occurred_at"], name="event_name_time"),
+            models.Index(fields=["anonymous_id"], name="event_anonymous",
+                         condition=models.Q(subscriber__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Product(models.Model):
+    """A product of the shop's catalogue, upserted from e-commerce events."""
+
+    product_id = models.CharField(max_length=200, unique=True, help_text="The shop's product id.")
+    sku = models.CharField(max_length=200, blank=True, db_index=True)
+    name = models.CharField(max_length=300, blank=True)
+    category = models.CharField(max_length=300, blank=True, db_index=True)
+    brand = models.CharField(max_length=200, blank=True)
+    price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    image_url = models.URLField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=django_tz.now)
+    updated_at = models.DateTimeField(default=django_tz.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name or self.product_id
+
+
+class OrderStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+    REFUNDED = "refunded", "Refunded"
+
+
+class Order(models.Model):
+    """One completed order (Segment “Order Completed”), adjusted by refunds."""
+
+    order_id = models.CharField(max_length=200, unique=True)
+    subscriber = models.ForeignKey(Subscriber, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    anonymous_id = models.CharField(max_length=200, blank=True)
+    total = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    refunded = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.COMPLETED)
+    coupon = models.CharField(max_length=200, blank=True)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=django_tz.now)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [models.Index(fields=["subscriber", "occurred_at"], name="order_person_time")]
+
+    def __str__(self) -> str:
+        return f"Order {self.order_id}"
+
+    @property
+    def net_total(self) -> Decimal:
+        return self.total - self.refunded
+
+
+class OrderItem(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    product = models.ForeignKey(Product, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    sku = models.CharField(max_length=200, blank=True)
+    name = models.CharField(max_length=300, blank=True)
+    category = models.CharField(max_length=300, blank=True)
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    quantity = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["product", "order"], name="order_item_product")]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.name or self.sku}"

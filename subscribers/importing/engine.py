@@ -403,6 +403,10 @@ def _classify(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
         f"UPDATE {s} SET outcome = CASE WHEN subscriber_id IS NULL THEN 'new' ELSE 'updated' END "
         "WHERE outcome IS NULL"
     )
+    # The statistics taken after loading saw no outcomes yet; without fresh
+    # ones every "outcome = 'new'" is estimated at one row and the planner
+    # nest-loops (quadratic on a large file).
+    dialect.analyze(cursor)
 
 
 def _collect(cursor: Any, result: ImportResult) -> None:
@@ -447,6 +451,9 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
         f"""UPDATE {s} SET subscriber_id = sub.id FROM {sub} sub
         WHERE {s}.outcome = 'new' AND sub.email_key = {s}.email_key"""
     )
+    # subscriber_id is now set on the new rows too; the consent and topic
+    # statements below select by it.
+    dialect.analyze(cursor)
     fill = options.mode == ImportMode.FILL_BLANKS
     sets = []
     for col in TEXT_FIELDS:

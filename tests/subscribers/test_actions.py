@@ -137,3 +137,32 @@ def test_purge_import_files_removes_old_uploads(db, tmp_path, settings):
     import os
 
     assert not os.path.exists(path)
+
+
+def test_engagement_metrics_move_forward_only(make_subscriber):
+    s = make_subscriber()
+    t1 = timezone.now() - dt.timedelta(days=2)
+    t2 = t1 + dt.timedelta(days=1)
+    actions.record_email_engagement(subscriber_id=s.pk, kind="delivered", at=t1)
+    actions.record_email_engagement(subscriber_id=s.pk, kind="delivered", at=t2)
+    actions.record_email_engagement(subscriber_id=s.pk, kind="click", at=t2)
+    actions.record_email_engagement(subscriber_id=s.pk, kind="open", at=t1)
+    s.refresh_from_db()
+    assert s.emails_received == 2
+    assert s.last_open_at == t2 and s.last_click_at == t2
+    with pytest.raises(ValueError):
+        actions.record_email_engagement(subscriber_id=s.pk, kind="machine_open", at=t1)
+
+
+def test_suppress_subscriber_on_bounce_and_complaint(make_subscriber):
+    evidence = actions.ConsentEvidence(method=ConsentMethod.API, notice_version="esp:sendgrid")
+    s = make_subscriber()
+    actions.suppress_subscriber(subscriber_id=s.pk, status="bounced", evidence=evidence)
+    s.refresh_from_db()
+    assert s.status == "bounced"
+    actions.suppress_subscriber(subscriber_id=s.pk, status="complained", evidence=evidence)
+    s.refresh_from_db()
+    assert s.status == "complained"
+    assert list(s.consent_records.values_list("granted", flat=True)) == [False]
+    with pytest.raises(ValueError):
+        actions.suppress_subscriber(subscriber_id=s.pk, status="unsubscribed", evidence=evidence)
