@@ -33,6 +33,7 @@ from subscribers.models import (
     Subscriber,
     SubscriberStatus,
     SuppressedAddress,
+    WriteKey,
     email_hash,
     validate_attribute_values,
 )
@@ -166,6 +167,37 @@ def change_status(subscriber: Subscriber, *, status: str, evidence: ConsentEvide
     elif previous == SubscriberStatus.SUBSCRIBED or status == SubscriberStatus.UNSUBSCRIBED:
         record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False, evidence=evidence)
     return subscriber
+
+
+# --- Tracking API ---------------------------------------------------------
+
+
+@transaction.atomic
+def create_write_key(*, name: str, created_by_id: int | None = None) -> tuple[WriteKey, str]:
+    """Create a tracking source's write key; the key itself is returned once and only its hash is kept."""
+    import secrets
+
+    key = "wk_" + secrets.token_urlsafe(24)
+    write_key = WriteKey.objects.create(name=name.strip()[:100], key_hash=WriteKey.hash(key), key_prefix=key[:10],
+                                        created_by_id=created_by_id)
+    return write_key, key
+
+
+@transaction.atomic
+def revoke_write_key(write_key: WriteKey) -> WriteKey:
+    """Stop accepting calls with this key (within seconds: see tracking views' key cache)."""
+    if write_key.revoked_at is None:
+        write_key.revoked_at = timezone.now()
+        write_key.save(update_fields=["revoked_at"])
+    return write_key
+
+
+def ingest_tracking_calls(calls: list[Any], *, source: WriteKey | None, default_type: str | None = None,
+                          batch_context: Any = None) -> Any:
+    """Store Segment-spec calls (identify, track, page, screen, group, alias); see subscribers.tracking.ingest."""
+    from subscribers.tracking.ingest import ingest_calls
+
+    return ingest_calls(calls, source=source, default_type=default_type, batch_context=batch_context)
 
 
 # --- Email engagement (called by campaigns' tracking) ----------------------

@@ -55,6 +55,8 @@ def validate_timezone(value: str) -> None:
 
 
 class SubscriberStatus(models.TextChoices):
+    # Known from the shop or the tracking API, but never agreed to marketing mail.
+    CONTACT = "contact", "Contact (not subscribed)"
     PENDING = "pending", "Pending confirmation"
     SUBSCRIBED = "subscribed", "Subscribed"
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
