@@ -193,11 +193,11 @@ def revoke_write_key(write_key: WriteKey) -> WriteKey:
 
 
 def ingest_tracking_calls(calls: list[Any], *, source: WriteKey | None, default_type: str | None = None,
-                          batch_context: Any = None) -> Any:
+                          batch_defaults: dict[str, Any] | None = None) -> Any:
     """Store Segment-spec calls (identify, track, page, screen, group, alias); see subscribers.tracking.ingest."""
     from subscribers.tracking.ingest import ingest_calls
 
-    return ingest_calls(calls, source=source, default_type=default_type, batch_context=batch_context)
+    return ingest_calls(calls, source=source, default_type=default_type, batch_defaults=batch_defaults)
 
 
 # --- Email engagement (called by campaigns' tracking) ----------------------

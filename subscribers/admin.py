@@ -23,16 +23,22 @@ from subscribers.models import (
     AttributeDefinition,
     ConsentMethod,
     ConsentRecord,
+    Event,
     ImportJob,
     ImportMode,
     ImportStatus,
+    Order,
+    OrderItem,
+    Product,
     Subscriber,
     SubscriberStatus,
     SuppressedAddress,
+    WriteKey,
 )
 from subscribers.resources import SubscriberExportResource
 
 STATUS_COLOURS = {
+    SubscriberStatus.CONTACT: "#6e7781",
     SubscriberStatus.PENDING: "#8a6d00",
     SubscriberStatus.SUBSCRIBED: "#1a7f37",
     SubscriberStatus.UNSUBSCRIBED: "#57606a",
@@ -170,7 +176,9 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     readonly_fields = ("status_display", "created_at", "updated_at", "confirmed_at", "status_changed_at",
-                       "attributes_display", "consent_summary")
+                       "attributes_display", "consent_summary", "order_count", "total_spent", "average_order_value",
+                       "first_order_at", "last_order_at", "last_seen_at", "last_open_at", "last_click_at",
+                       "emails_received")
     inlines = [TopicSubscriptionInline, ConsentRecordInline]
     actions = ["add_to_topic", "unsubscribe_selected"]
     change_list_template = "admin/subscribers/subscriber/change_list.html"  # adds "Import CSV"
@@ -184,6 +192,9 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
             ("About", {"fields": (("birth_date", "gender"), ("company", "job_title", "industry"))}),
             ("Origin", {"fields": ("source", "external_id", "tags")}),
             ("Custom attributes", {"fields": ("attributes_display", "attributes")}),
+            ("Activity", {"fields": (("order_count", "total_spent", "average_order_value"),
+                                     ("first_order_at", "last_order_at"), ("last_seen_at", "last_open_at",
+                                                                           "last_click_at"), "emails_received")}),
             ("Dates", {"fields": (("created_at", "updated_at"), ("confirmed_at", "status_changed_at"))}),
         ]
 
@@ -476,3 +487,99 @@ def _progress_payload(job: ImportJob) -> dict[str, Any]:
         "phase": live.get("phase", "waiting for a worker") if running else "",
         "percent": live.get("percent", 0) if running else 100,
     }
+
+
+class WriteKeyForm(forms.ModelForm):
+    class Meta:
+        model = WriteKey
+        fields = ["name"]
+
+
+@admin.register(WriteKey)
+class WriteKeyAdmin(admin.ModelAdmin):
+    form = WriteKeyForm
+    list_display = ("name", "key_prefix", "active", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "key_prefix")
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("name", "key_prefix", "created_at", "created_by", "last_used_at", "revoked_at") if obj else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_readonly_fields(request, obj) if obj else ("name",)
+
+    @admin.display(description="active", boolean=True)
+    def active(self, obj: WriteKey) -> bool:
+        return obj.is_active
+
+    def save_model(self, request: HttpRequest, obj: WriteKey, form: Any, change: bool) -> None:
+        if change:
+            return
+        created, key = actions.create_write_key(name=form.cleaned_data["name"], created_by_id=request.user.pk)
+        obj.pk = created.pk
+        obj._state.adding = False
+        self.message_user(
+            request,
+            format_html("Write key for “{}”: <code class=\"mk-secret\">{}</code> — copy it now; it is not shown "
+                        "again. Send it as the HTTP Basic user name to /v1/track, /v1/identify, /v1/batch…",
+                        created.name, key),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for write_key in queryset:
+            actions.revoke_write_key(write_key)
+        self.message_user(request, f"Revoked {queryset.count()} keys; calls with them are refused from now on.",
+                          messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Facts that arrive from the tracking API: shown, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ("name", "subscriber", "anonymous_id", "occurred_at", "source")
+    list_filter = ("name", "occurred_at", "source")
+    search_fields = ("name", "subscriber__email", "anonymous_id", "message_id")
+    list_select_related = ("subscriber", "source")
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False
+    raw_id_fields = ("subscriber",)
+
+
+@admin.register(Product)
+class ProductAdmin(ReadOnlyAdmin):
+    list_display = ("name", "product_id", "sku", "category", "price", "currency", "updated_at")
+    list_filter = ("category",)
+    search_fields = ("name", "product_id", "sku", "category")
+
+
+class OrderItemInline(admin.TabularInline):
+    model = OrderItem
+    fields = ("name", "sku", "category", "price", "quantity", "product")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = ("order_id", "subscriber", "total", "refunded", "currency", "status", "occurred_at")
+    list_filter = ("status", "currency", "occurred_at")
+    search_fields = ("order_id", "subscriber__email")
+    list_select_related = ("subscriber",)
+    date_hierarchy = "occurred_at"
+    inlines = [OrderItemInline]
+    raw_id_fields = ("subscriber",)

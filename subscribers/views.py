@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
+import io
 import json
 import time
 from typing import Any
@@ -57,12 +59,28 @@ def _source(key: str) -> WriteKey | None:
     return source
 
 
+def _body(request: HttpRequest, limit: int) -> bytes | None:
+    """Return the request body, un-gzipped if the SDK compressed it, or None if it is over ``limit``."""
+    raw = request.body
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+                raw = stream.read(limit + 1)  # never inflate more than the limit allows
+        except (OSError, EOFError):
+            raise ValueError("The body is not valid gzip.") from None
+    return None if len(raw) > limit else raw
+
+
 def _handle(request: HttpRequest, call_type: str | None) -> JsonResponse:
     limit = MAX_BATCH_BYTES if call_type is None else MAX_CALL_BYTES
-    if len(request.body) > limit:
+    try:
+        raw = _body(request, limit)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    if raw is None:
         return _error(413, f"The request is larger than {limit // 1024} KB; send smaller batches.")
     try:
-        body = json.loads(request.body or b"null")
+        body = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return _error(400, f"The body is not valid JSON: {exc}")
     key = _write_key_from(request, body)
@@ -77,7 +95,8 @@ def _handle(request: HttpRequest, call_type: str | None) -> JsonResponse:
         calls = body.get("batch")
         if not isinstance(calls, list):
             return _error(400, "A batch needs a “batch” array of calls.")
-        result = actions.ingest_tracking_calls(calls, source=source, batch_context=body.get("context"))
+        defaults = {"context": body.get("context"), "sentAt": body.get("sentAt")}
+        result = actions.ingest_tracking_calls(calls, source=source, batch_defaults=defaults)
         if result.errors and not result.accepted and not result.duplicates:
             return JsonResponse(result.as_json(), status=400)
         return JsonResponse(result.as_json())

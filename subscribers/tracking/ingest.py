@@ -74,9 +74,15 @@ class IngestResult:
 
 
 def ingest_calls(
-    raw_calls: list[Any], *, source: WriteKey | None, default_type: str | None = None, batch_context: Any = None
+    raw_calls: list[Any], *, source: WriteKey | None, default_type: str | None = None,
+    batch_defaults: dict[str, Any] | None = None,
 ) -> IngestResult:
-    """Validate and store calls; invalid ones are reported by index, the rest are kept."""
+    """Validate and store calls; invalid ones are reported by index, the rest are kept.
+
+    ``batch_defaults`` are a batch's top-level context and sentAt, which
+    apply to each call that does not carry its own.
+    """
+    defaults = {k: v for k, v in (batch_defaults or {}).items() if v is not None}
     result = IngestResult()
     received_at = timezone.now()
     calls: list[tuple[int, Call]] = []
@@ -84,8 +90,8 @@ def ingest_calls(
         try:
             if call_size(raw) > MAX_CALL_BYTES:
                 raise CallError("the call is larger than 32 KB")
-            if isinstance(batch_context, dict) and isinstance(raw, dict) and "context" not in raw:
-                raw = {**raw, "context": batch_context}
+            if defaults and isinstance(raw, dict):
+                raw = {**defaults, **raw}
             calls.append((index, parse_call(raw, default_type=default_type, received_at=received_at)))
         except CallError as exc:
             result.errors.append({"index": index, "error": str(exc)})

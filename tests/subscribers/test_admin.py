@@ -186,3 +186,26 @@ def test_unreadable_upload_fails_with_the_reason(manager_client, settings, tmp_p
 def test_analyst_cannot_import(client, db):
     client.force_login(staff(ANALYST))
     assert client.get(reverse("admin:subscribers_importjob_add")).status_code == 403
+
+
+def test_write_key_is_shown_once_and_can_be_revoked(manager_client):
+    from subscribers.models import WriteKey
+
+    response = manager_client.post(reverse("admin:subscribers_writekey_add"), {"name": "Shop"}, follow=True)
+    page = response.content.decode()
+    key = WriteKey.objects.get()
+    assert "copy it now" in page and key.key_prefix in page
+    import re
+
+    shown = re.search(r'<code class="mk-secret">([^<]+)</code>', page).group(1)
+    assert WriteKey.hash(shown) == key.key_hash and shown not in str(key.__dict__)
+    manager_client.post(reverse("admin:subscribers_writekey_changelist"),
+                        {"action": "revoke", "_selected_action": [key.pk]})
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+
+
+def test_behaviour_screens_are_read_only(manager_client):
+    for name in ("event", "order", "product"):
+        assert manager_client.get(reverse(f"admin:subscribers_{name}_changelist")).status_code == 200
+        assert manager_client.get(reverse(f"admin:subscribers_{name}_add")).status_code == 403

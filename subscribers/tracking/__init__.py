@@ -1,0 +1,1 @@
+"""Segment-compatible tracking: call parsing and ingestion."""
