@@ -12,6 +12,7 @@ import random
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,7 +24,11 @@ from subscribers.models import (
     ConsentMethod,
     ConsentPurpose,
     ConsentRecord,
+    Event,
     Gender,
+    Order,
+    OrderItem,
+    Product,
     Subscriber,
     SubscriberStatus,
 )
@@ -167,10 +172,17 @@ def _signup_time(rng: random.Random, now: dt.datetime) -> dt.datetime:
             return moment
 
 
-def seed_demo(*, subscribers: int, seed: int = 1, progress: Callable[[int], None] | None = None) -> int:
-    """Create demo subscribers up to ``subscribers``; return how many were added."""
+def seed_demo(*, subscribers: int, seed: int = 1, progress: Callable[[int], None] | None = None,
+              behaviour: bool = True) -> int:
+    """Create demo subscribers up to ``subscribers``; return how many were added.
+
+    With ``behaviour`` every person also gets a shopper's history (page and
+    product views, carts, orders, email engagement) that fits one of the
+    archetypes in ``ARCHETYPES``.
+    """
     topics = ensure_catalogue()
     topic_list = list(topics.values())
+    catalogue = ensure_products() if behaviour else []
     existing = Subscriber.objects.filter(external_id__startswith="demo-").count()
     if existing >= subscribers:
         return 0
@@ -181,18 +193,23 @@ def seed_demo(*, subscribers: int, seed: int = 1, progress: Callable[[int], None
     for batch_no in range(existing // BATCH, (subscribers + BATCH - 1) // BATCH):
         rng = random.Random(f"{seed}-{batch_no}")
         people, consents, memberships = [], [], []
+        lives: list[Behaviour] = []
         for index in range(batch_no * BATCH, min((batch_no + 1) * BATCH, subscribers)):
             market = rng.choice(markets)
             person = _person(rng, market, index, now, sources)
+            life = _behaviour(rng, person, catalogue, now) if catalogue else None
             if index < existing:
                 continue
             people.append(person)
+            if life:
+                lives.append(life)
         with transaction.atomic():
             Subscriber.objects.bulk_create(people, batch_size=1000)
             for person in people:
                 _history(rng, person, topic_list, consents, memberships)
             ConsentRecord.objects.bulk_create(consents, batch_size=2000)
             TopicSubscription.objects.bulk_create(memberships, batch_size=2000)
+            _store_behaviour(lives)
         added += len(people)
         if progress:
             progress(existing + added)
@@ -291,3 +308,169 @@ def _history(rng: random.Random, person: Subscriber, topics: list[Topic], consen
         consents.append(ConsentRecord(subscriber=person, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False,
                                       method=ConsentMethod.PREFERENCE_CENTER, notice_version="signup-notice-v2",
                                       occurred_at=person.status_changed_at))
+
+
+# --- Shopper behaviour ------------------------------------------------------
+
+PRODUCTS = {
+    "Shoes": ("Trail runner", "City sneaker", "Leather boot", "Yoga slip-on", "Hiking boot", "Sandal"),
+    "Outerwear": ("Rain jacket", "Down parka", "Wool coat", "Windbreaker", "Fleece"),
+    "Accessories": ("Beanie", "Scarf", "Leather belt", "Backpack", "Sunglasses", "Gloves"),
+    "Home": ("Linen throw", "Ceramic mug", "Scented candle", "Cushion cover", "Table lamp"),
+    "Beauty": ("Hand cream", "Face oil", "Lip balm", "Body wash"),
+    "Sports": ("Yoga mat", "Water bottle", "Running belt", "Resistance bands"),
+}
+PRICES = {"Shoes": (59, 189), "Outerwear": (79, 299), "Accessories": (15, 89), "Home": (12, 120),
+          "Beauty": (8, 45), "Sports": (12, 69)}
+# (name, weight): who the demo people are as shoppers.
+ARCHETYPES = (("browser", 24), ("cart_abandoner", 8), ("one_time", 18), ("repeat", 14), ("lapsed", 10),
+              ("dormant", 26))
+
+
+@dataclass
+class Behaviour:
+    person: Subscriber
+    events: list[Event]
+    orders: list[tuple[Order, list[OrderItem]]]
+
+
+def ensure_products() -> list[Product]:
+    """Create the demo shop's catalogue if missing."""
+    existing = {p.product_id: p for p in Product.objects.filter(product_id__startswith="demo-")}
+    rng = random.Random("catalogue")
+    products = []
+    for category, names in PRODUCTS.items():
+        low, high = PRICES[category]
+        for name in names:
+            product_id = f"demo-{ascii_slug(category)}-{ascii_slug(name)}"
+            product = existing.get(product_id) or Product.objects.create(
+                product_id=product_id, sku=f"SKU-{len(products) + 1000}", name=name, category=category,
+                brand=rng.choice(("Northwind", "Baltic Goods", "Fabrikam")),
+                price=Decimal(rng.randrange(low, high)) - Decimal("0.01"), currency="EUR",
+                url=f"https://shop.example/p/{product_id}", image_url=f"https://shop.example/img/{product_id}.jpg")
+            products.append(product)
+    return products
+
+
+def _at(rng: random.Random, start: dt.datetime, end: dt.datetime) -> dt.datetime:
+    span = max(1, int((end - start).total_seconds()))
+    return start + dt.timedelta(seconds=rng.randrange(span))
+
+
+def _order_time(rng: random.Random, start: dt.datetime, end: dt.datetime) -> dt.datetime:
+    # Seasonal peaks: a third of draws are moved into November or December.
+    moment = _at(rng, start, end)
+    if rng.random() < 0.33 and moment.month not in (11, 12):
+        peak = moment.replace(month=rng.choice((11, 12)), day=rng.randrange(1, 29))
+        if start <= peak <= end:
+            return peak
+    return moment
+
+
+def _behaviour(rng: random.Random, person: Subscriber, catalogue: list[Product], now: dt.datetime) -> Behaviour:
+    kind = rng.choices([a for a, _ in ARCHETYPES], [w for _, w in ARCHETYPES])[0]
+    favourite = person.attributes.get("favourite_category")
+    liked = [p for p in catalogue if p.category == favourite] or catalogue
+    life = Behaviour(person=person, events=[], orders=[])
+    start = person.created_at
+    anonymous = f"demo-anon-{person.external_id}"
+
+    def event(event_name: str, at: dt.datetime, **properties: object) -> None:
+        life.events.append(Event(subscriber=person, name=event_name, properties=properties, occurred_at=at,
+                                 received_at=at, context={"page": {"url": properties.get("url", "")}}))
+
+    def browse(at: dt.datetime) -> Product:
+        product = rng.choice(liked if rng.random() < 0.7 else catalogue)
+        event("Page Viewed", at, url="https://shop.example/", name="Home")
+        event("Product Viewed", at + dt.timedelta(seconds=40), product_id=product.product_id, name=product.name,
+              category=product.category, price=str(product.price), url=product.url)
+        return product
+
+    def buy(at: dt.datetime) -> None:
+        chosen = rng.sample(liked if rng.random() < 0.6 else catalogue, rng.choice((1, 1, 2, 3)))
+        items = [OrderItem(product=p, sku=p.sku, name=p.name, category=p.category, price=p.price,
+                           quantity=rng.choice((1, 1, 1, 2))) for p in chosen]
+        total = sum((i.price * i.quantity for i in items), Decimal("0"))
+        order_id = f"demo-{person.external_id}-{len(life.orders) + 1}"
+        browse(at - dt.timedelta(minutes=12))
+        event("Checkout Started", at - dt.timedelta(minutes=3), order_id=order_id, value=str(total))
+        event("Order Completed", at, order_id=order_id, total=str(total), currency="EUR",
+              products=[{"product_id": i.product.product_id, "price": str(i.price), "quantity": i.quantity}
+                        for i in items])
+        life.orders.append((Order(order_id=order_id, subscriber=person, total=total, revenue=total, currency="EUR",
+                                  occurred_at=at, created_at=at), items))
+
+    if kind == "browser":
+        for _ in range(rng.randrange(2, 9)):
+            browse(_at(rng, start, now))
+    elif kind == "cart_abandoner":
+        for _ in range(rng.randrange(1, 4)):
+            browse(_at(rng, start, now))
+        when = now - dt.timedelta(hours=rng.randrange(2, 72))
+        product = browse(when)
+        event("Product Added", when + dt.timedelta(minutes=2), product_id=product.product_id, name=product.name,
+              price=str(product.price), quantity=1)
+        if rng.random() < 0.6:
+            event("Checkout Started", when + dt.timedelta(minutes=5), value=str(product.price))
+    elif kind == "one_time":
+        buy(_order_time(rng, start, now))
+        for _ in range(rng.randrange(0, 4)):
+            browse(_at(rng, start, now))
+    elif kind == "repeat":
+        interval = dt.timedelta(days=rng.randrange(20, 75))
+        at = start + dt.timedelta(days=rng.randrange(1, 30))
+        while at < now:
+            buy(at)
+            at += interval + dt.timedelta(days=rng.randrange(-7, 8))
+        for _ in range(rng.randrange(2, 8)):
+            browse(_at(rng, max(start, now - dt.timedelta(days=60)), now))
+    elif kind == "lapsed":
+        end = now - dt.timedelta(days=rng.randrange(200, 420))
+        if end > start:
+            for _ in range(rng.randrange(1, 4)):
+                buy(_order_time(rng, start, end))
+    for e in life.events:
+        e.anonymous_id = "" if e.subscriber else anonymous
+    _metrics(rng, person, life, kind, now)
+    return life
+
+
+def _metrics(rng: random.Random, person: Subscriber, life: Behaviour, kind: str, now: dt.datetime) -> None:
+    """Set the profile metrics the real pipeline would have kept current."""
+    totals = [order.total for order, _ in life.orders]
+    times = [order.occurred_at for order, _ in life.orders]
+    person.order_count = len(totals)
+    person.total_spent = sum(totals, Decimal("0"))
+    person.average_order_value = (person.total_spent / len(totals)).quantize(Decimal("0.01")) if totals else 0
+    person.first_order_at = min(times) if times else None
+    person.last_order_at = max(times) if times else None
+    person.last_seen_at = max((e.occurred_at for e in life.events), default=None)
+    if person.status in (SubscriberStatus.SUBSCRIBED, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED,
+                         SubscriberStatus.COMPLAINED):
+        weeks = max(1, (now - person.created_at).days // 7)
+        person.emails_received = rng.randrange(weeks // 2, weeks + 1)
+        engaged = {"repeat": 0.9, "one_time": 0.6, "cart_abandoner": 0.7, "browser": 0.5, "lapsed": 0.3,
+                   "dormant": 0.15}[kind]
+        if person.emails_received and rng.random() < engaged:
+            recent = 90 if engaged > 0.4 else 400
+            person.last_open_at = now - dt.timedelta(days=rng.randrange(0, recent), hours=rng.randrange(24))
+            if rng.random() < engaged * 0.6:
+                person.last_click_at = person.last_open_at + dt.timedelta(seconds=rng.randrange(5, 600))
+
+
+def _store_behaviour(lives: list[Behaviour]) -> None:
+    events = [e for life in lives for e in life.events]
+    for e in events:
+        e.subscriber_id = e.subscriber.pk if e.subscriber else None
+    Event.objects.bulk_create(events, batch_size=5000)
+    orders = [order for life in lives for order, _ in life.orders]
+    for order in orders:
+        order.subscriber_id = order.subscriber.pk
+    Order.objects.bulk_create(orders, batch_size=2000)
+    items = []
+    for life in lives:
+        for order, order_items in life.orders:
+            for item in order_items:
+                item.order_id = order.pk
+                items.append(item)
+    OrderItem.objects.bulk_create(items, batch_size=5000)

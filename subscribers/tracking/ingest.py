@@ -447,9 +447,10 @@ def _touch_last_seen(calls: list[tuple[int, Call]], people: dict[str, int]) -> N
     latest: dict[int, dt.datetime] = {}
     for _, call in calls:
         pk = people.get(call.identity)
-        if pk and call.type in ACTIVITY_TYPES and call.occurred_at:
-            if pk not in latest or call.occurred_at > latest[pk]:
-                latest[pk] = call.occurred_at
+        if pk and call.type in ACTIVITY_TYPES and call.occurred_at and (
+            pk not in latest or call.occurred_at > latest[pk]
+        ):
+            latest[pk] = call.occurred_at
     if not latest:
         return
     # One statement for the whole batch, and never moving backwards.

@@ -14,6 +14,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--subscribers", type=int, default=2000, metavar="N", help="How many subscribers in all")
         parser.add_argument("--seed", type=int, default=1, metavar="S", help="Random seed (same seed, same people)")
+        parser.add_argument("--no-behaviour", action="store_true",
+                            help="People only: no products, events, orders or engagement (faster for benchmarks)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
@@ -23,7 +25,8 @@ class Command(BaseCommand):
             if options["verbosity"] > 0 and (done % 50000 == 0 or done == total):
                 self.stdout.write(f"  {done:,} / {total:,} subscribers")
 
-        added = seed_demo(subscribers=total, seed=options["seed"], progress=progress)
+        added = seed_demo(subscribers=total, seed=options["seed"], progress=progress,
+                          behaviour=not options["no_behaviour"])
         took = time.monotonic() - started
         if added:
             self.stdout.write(self.style.SUCCESS(f"Added {added:,} demo subscribers in {took:.1f} s."))
