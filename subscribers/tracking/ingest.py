@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, DecimalField, ExpressionWrapper, F, Value, When
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
@@ -53,6 +53,7 @@ CART_EVENTS = frozenset({"Cart Viewed", "Checkout Started", "Order Completed", "
 # Calls that say the person is active on the site or app.
 ACTIVITY_TYPES = frozenset({"track", "page", "screen"})
 MONEY = DecimalField(max_digits=14, decimal_places=2)
+DEADLOCK_RETRIES = 3
 
 
 @dataclass
@@ -86,6 +87,8 @@ def ingest_calls(
     result = IngestResult()
     received_at = timezone.now()
     calls: list[tuple[int, Call]] = []
+    kept: list[tuple[int, Call]] = []
+    people: dict[str, int] = {}
     for index, raw in enumerate(raw_calls):
         try:
             if call_size(raw) > MAX_CALL_BYTES:
@@ -95,16 +98,40 @@ def ingest_calls(
             calls.append((index, parse_call(raw, default_type=default_type, received_at=received_at)))
         except CallError as exc:
             result.errors.append({"index": index, "error": str(exc)})
-    calls = _drop_duplicates(calls, result)
     if not calls:
         return result
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            kept, people = _store(calls, source, received_at, result)
+            break
+        except OperationalError as exc:
+            # Two batches touching the same people in a different order: PostgreSQL
+            # aborts one of them; nothing of it was written, so run it again.
+            if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            result.warnings = []
+            result.duplicates = 0
+    # Monotonic, idempotent bookkeeping runs after the commit, in its own short
+    # transactions, so concurrent batches never queue on these rows.
+    _touch_last_seen(kept, people)
+    _mark_used(source, received_at)
+    result.accepted = len(kept)
+    return result
+
+
+def _store(calls: list[tuple[int, Call]], source: WriteKey | None, received_at: dt.datetime,
+           result: IngestResult) -> tuple[list[tuple[int, Call]], dict[str, int]]:
     with transaction.atomic():
+        calls = _drop_duplicates(calls, result)
+        batch = _BatchCache(calls)
         for index, call in calls:
             if call.type == "identify":
-                for warning in _identify(call, source):
+                for warning in _identify(call, source, batch):
                     result.warnings.append({"index": index, "warning": warning})
             elif call.type == "alias":
+                batch.flush_links()
                 _alias(call)
+        batch.flush_links()
         people = _resolve(c for _, c in calls)
 
         def event_for(call: Call) -> Event:
@@ -120,17 +147,73 @@ def ingest_calls(
             [event_for(c) for _, c in calls if c.event and c.type != "identify" and c.event != "Order Refunded"],
             ignore_conflicts=True,
         )
-        for index, call in calls:
-            if call.type == "track" and (call.event in PRODUCT_EVENTS or call.event in CART_EVENTS):
-                try:
-                    _commerce(call, people.get(call.identity), event_for(call))
-                except CallError as exc:
-                    result.warnings.append({"index": index, "warning": str(exc)})
-        _touch_last_seen(calls, people)
-        if source is not None:
-            WriteKey.objects.filter(pk=source.pk).update(last_used_at=received_at)
-    result.accepted = len(calls)
-    return result
+        commerce = [(i, c) for i, c in calls if c.type == "track" and (c.event in PRODUCT_EVENTS
+                                                                        or c.event in CART_EVENTS)]
+        catalogue = upsert_products(
+            [item for _, c in commerce for item in _products_of(c)], received_at) if commerce else {}
+        for index, call in commerce:
+            try:
+                _commerce(call, people.get(call.identity), event_for(call), catalogue)
+            except CallError as exc:
+                result.warnings.append({"index": index, "warning": str(exc)})
+    return calls, people
+
+
+class _BatchCache:
+    """What one batch looks up once instead of per call, and the identity links it writes at once."""
+
+    def __init__(self, calls: list[tuple[int, Call]]) -> None:
+        identifies = [c for _, c in calls if c.type == "identify"]
+        trait_keys = {k for c in identifies for k in c.traits}
+        self.definitions = ({d.key: d for d in AttributeDefinition.objects.filter(key__in=trait_keys)}
+                            if trait_keys else {})
+        identities = {i for c in identifies for i in (c.anonymous_id, f"user:{c.user_id}" if c.user_id else "") if i}
+        self.links: dict[str, int] = dict(
+            AnonymousVisitor.objects.filter(anonymous_id__in=identities).values_list("anonymous_id", "subscriber_id")
+        ) if identities else {}
+        user_ids = {c.user_id for c in identifies if c.user_id}
+        emails = {str(c.traits["email"]).strip().lower() for c in identifies if c.traits.get("email")}
+        self.by_external = {s.external_id: s for s in Subscriber.objects.filter(external_id__in=user_ids)
+                            } if user_ids else {}
+        self.by_email = {s.email_key: s for s in Subscriber.objects.filter(email_key__in=emails)} if emails else {}
+        self.new_links: dict[str, int] = {}
+
+    def remember(self, subscriber: Subscriber) -> None:
+        self.by_email[subscriber.email_key] = subscriber
+        if subscriber.external_id:
+            self.by_external[subscriber.external_id] = subscriber
+
+    def link(self, identity: str, subscriber: Subscriber) -> None:
+        if identity not in self.links:
+            self.links[identity] = self.new_links[identity] = subscriber.pk
+
+    def flush_links(self) -> None:
+        """Write new identity links and give each person what they did before being known."""
+        if not self.new_links:
+            return
+        AnonymousVisitor.objects.bulk_create(
+            [AnonymousVisitor(anonymous_id=i, subscriber_id=pk) for i, pk in sorted(self.new_links.items())],
+            ignore_conflicts=True)
+        owner = Case(*(When(anonymous_id=i, then=Value(pk)) for i, pk in self.new_links.items()))
+        Event.objects.filter(subscriber__isnull=True, anonymous_id__in=list(self.new_links)).update(
+            subscriber_id=owner, anonymous_id="")
+        for order in Order.objects.filter(subscriber__isnull=True, anonymous_id__in=list(self.new_links)):
+            order.subscriber_id = self.new_links[order.anonymous_id]
+            order.save(update_fields=["subscriber"])
+            _count_order(order.subscriber_id, order.total - order.refunded, order.occurred_at)
+        self.new_links = {}
+
+
+def _mark_used(source: WriteKey | None, at: dt.datetime) -> None:
+    if source is None:
+        return
+    last = _last_marked.get(source.pk)
+    if last is None or (at - last).total_seconds() >= 60:
+        _last_marked[source.pk] = at
+        WriteKey.objects.filter(pk=source.pk).update(last_used_at=at)
+
+
+_last_marked: dict[int, dt.datetime] = {}
 
 
 def _drop_duplicates(calls: list[tuple[int, Call]], result: IngestResult) -> list[tuple[int, Call]]:
@@ -170,18 +253,15 @@ def _resolve(calls: Any) -> dict[str, int]:
     return people
 
 
-def _identify(call: Call, source: WriteKey | None) -> list[str]:
+def _identify(call: Call, source: WriteKey | None, batch: _BatchCache) -> list[str]:
     fields, warnings = profile_from_identify(call)
-    attributes, attribute_warnings = _catalogue_traits(call.traits)
+    attributes, attribute_warnings = _catalogue_traits(call.traits, batch.definitions)
     warnings += attribute_warnings
-    subscriber = None
-    if call.user_id:
-        subscriber = Subscriber.objects.filter(external_id=call.user_id).first()
+    subscriber = batch.by_external.get(call.user_id) if call.user_id else None
     if subscriber is None and "email" in fields:
-        subscriber = Subscriber.objects.filter(email_key=fields["email"].lower()).first()
-    if subscriber is None and call.anonymous_id:
-        link = AnonymousVisitor.objects.filter(anonymous_id=call.anonymous_id).select_related("subscriber").first()
-        subscriber = link.subscriber if link else None
+        subscriber = batch.by_email.get(fields["email"].lower())
+    if subscriber is None and call.anonymous_id in batch.links:
+        subscriber = Subscriber.objects.filter(pk=batch.links[call.anonymous_id]).first()
     if subscriber is None:
         if "email" not in fields:
             warnings.append("no traits.email yet: the person is created once an identify call carries an email; "
@@ -205,13 +285,15 @@ def _identify(call: Call, source: WriteKey | None) -> list[str]:
         return [*warnings, "this person's data was erased; the call is not applied"]
     else:
         warnings += _update_profile(subscriber, fields, attributes, call.user_id)
+    batch.remember(subscriber)
     for identity in filter(None, (call.anonymous_id, f"user:{call.user_id}" if call.user_id else "")):
-        _link(identity, subscriber)
+        batch.link(identity, subscriber)
     return warnings
 
 
-def _catalogue_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    definitions = {d.key: d for d in AttributeDefinition.objects.filter(key__in=list(traits))}
+def _catalogue_traits(traits: dict[str, Any], definitions: dict[str, AttributeDefinition]
+                      ) -> tuple[dict[str, Any], list[str]]:
+    definitions = {k: d for k, d in definitions.items() if k in traits}
     values: dict[str, Any] = {}
     warnings = []
     for key, definition in definitions.items():
@@ -229,22 +311,34 @@ def _update_profile(subscriber: Subscriber, fields: dict[str, Any], attributes: 
                     user_id: str) -> list[str]:
     """Apply identify's traits: the latest identify is the truth for profile fields."""
     warnings = []
+    changed = []
     email = fields.pop("email", None)
     if email and email.lower() != subscriber.email_key:
         if Subscriber.objects.filter(email_key=email.lower()).exclude(pk=subscriber.pk).exists():
             warnings.append("traits.email belongs to another subscriber; the email was not changed")
         else:
             subscriber.email = email
+            changed += ["email", "email_key"]
+    elif email and email != subscriber.email:
+        subscriber.email = email
+        changed.append("email")
     for name, value in fields.items():
-        setattr(subscriber, name, value)
-    if attributes:
+        current = getattr(subscriber, name)
+        if (current.code if name == "country" else current) != value:
+            setattr(subscriber, name, value)
+            changed.append(name)
+    if attributes and any((subscriber.attributes or {}).get(k) != v for k, v in attributes.items()):
         subscriber.attributes = {**(subscriber.attributes or {}), **attributes}
+        changed.append("attributes")
     if user_id and not subscriber.external_id:
         if Subscriber.objects.filter(external_id=user_id).exists():
             warnings.append("userId already belongs to another subscriber")
         else:
             subscriber.external_id = user_id
-    subscriber.save()
+            changed.append("external_id")
+    if changed:
+        # Only what identify changed is written: most identifies repeat what we know.
+        subscriber.save(update_fields=[*dict.fromkeys(changed), "updated_at"])
     return warnings
 
 
@@ -311,40 +405,51 @@ def _product_fields(data: dict[str, Any], currency: str) -> dict[str, Any] | Non
     return fields
 
 
-def upsert_products(items: list[dict[str, Any]], currency: str, at: dt.datetime) -> dict[str, Product]:
-    """Create or refresh catalogue products; blank values never overwrite known ones."""
-    wanted = {}
+def _products_of(call: Call) -> list[dict[str, Any]]:
+    props = call.properties
+    currency = str(props.get("currency") or "")[:3].upper()
+    items = [props] if call.event in PRODUCT_EVENTS else (
+        props.get("products") if isinstance(props.get("products"), list) else [])
+    return [{**item, "currency": item.get("currency") or currency} for item in items if isinstance(item, dict)]
+
+
+def upsert_products(items: list[dict[str, Any]], at: dt.datetime) -> dict[str, Product]:
+    """Create or refresh catalogue products in a few statements; blank values never overwrite known ones.
+
+    New products are inserted in product-id order with ON CONFLICT DO NOTHING,
+    so concurrent batches that see the same new product neither fail nor deadlock.
+    """
+    wanted: dict[str, dict[str, Any]] = {}
     for item in items:
-        fields = _product_fields(item, currency) if isinstance(item, dict) else None
+        fields = _product_fields(item, item.get("currency", ""))
         if fields:
-            wanted[fields["product_id"]] = fields
+            merged = wanted.setdefault(fields["product_id"], {})
+            merged.update({k: v for k, v in fields.items() if v not in ("", None)})
     if not wanted:
         return {}
     existing = {p.product_id: p for p in Product.objects.filter(product_id__in=list(wanted))}
-    for product_id, fields in wanted.items():
+    new = [Product(created_at=at, updated_at=at, **wanted[pid]) for pid in sorted(set(wanted) - set(existing))]
+    if new:
+        Product.objects.bulk_create(new, ignore_conflicts=True)
+        existing.update({p.product_id: p for p in Product.objects.filter(product_id__in=[p.product_id for p in new])})
+    for product_id in sorted(wanted):
         product = existing.get(product_id)
         if product is None:
-            existing[product_id] = Product.objects.create(created_at=at, updated_at=at, **fields)
             continue
-        changed = [name for name, value in fields.items() if value not in ("", None)
-                   and getattr(product, name) != value]
+        changed = [name for name, value in wanted[product_id].items() if getattr(product, name) != value]
         if changed:
             for name in changed:
-                setattr(product, name, fields[name])
+                setattr(product, name, wanted[product_id][name])
             product.updated_at = at
             product.save(update_fields=[*changed, "updated_at"])
     return existing
 
 
-def _commerce(call: Call, subscriber_id: int | None, event: Event) -> None:
+def _commerce(call: Call, subscriber_id: int | None, event: Event, catalogue: dict[str, Product]) -> None:
     props = call.properties
     currency = str(props.get("currency") or "")[:3].upper()
     at = call.occurred_at or timezone.now()
     products = props.get("products") if isinstance(props.get("products"), list) else []
-    if call.event in PRODUCT_EVENTS:
-        upsert_products([props], currency, at)
-        return
-    catalogue = upsert_products(products, currency, at)
     if call.event == "Order Completed":
         _order_completed(call, subscriber_id, products, catalogue, currency, at)
     elif call.event == "Order Refunded":
@@ -444,6 +549,7 @@ def _order_refunded(call: Call, products: list[Any], event: Event) -> None:
 
 
 def _touch_last_seen(calls: list[tuple[int, Call]], people: dict[str, int]) -> None:
+    """Move each active person's last_seen_at forward, for the whole batch in one statement."""
     latest: dict[int, dt.datetime] = {}
     for _, call in calls:
         pk = people.get(call.identity)
@@ -453,8 +559,16 @@ def _touch_last_seen(calls: list[tuple[int, Call]], people: dict[str, int]) -> N
             latest[pk] = call.occurred_at
     if not latest:
         return
-    # One statement for the whole batch, and never moving backwards.
-    when = [When(pk=pk, then=Value(at)) for pk, at in latest.items()]
-    incoming = Case(*when, output_field=Subscriber._meta.get_field("last_seen_at"))
-    Subscriber.objects.filter(pk__in=list(latest)).update(
-        last_seen_at=Coalesce(Greatest("last_seen_at", incoming), incoming))
+    ops = connection.ops
+    rows = sorted(latest.items())  # a fixed lock order: concurrent batches queue, never deadlock
+    values = ", ".join(["(%s, %s)"] * len(rows))
+    params = [v for pk, at in rows for v in (pk, ops.adapt_datetimefield_value(at))]
+    if connection.vendor == "postgresql":
+        sql = (f"UPDATE subscribers_subscriber AS s SET last_seen_at = GREATEST(s.last_seen_at, v.at::timestamptz) "
+               f"FROM (VALUES {values}) AS v(id, at) WHERE s.id = v.id::bigint")
+    else:
+        sql = (f"WITH v(id, at) AS (VALUES {values}) UPDATE subscribers_subscriber "
+               "SET last_seen_at = MAX(COALESCE(last_seen_at, v.at), v.at) "
+               "FROM v WHERE subscribers_subscriber.id = v.id")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
