@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import CommandError, call_command
 
-from subscribers.models import ConsentRecord, Subscriber
+from subscribers.models import ConsentRecord, Event, Order, Subscriber
 
 
 def test_import_command_dry_run_then_real(db, write_csv, topic, capsys):
@@ -35,6 +35,7 @@ def test_seed_demo_is_reproducible_and_idempotent(db):
     call_command("seed_demo", "--subscribers", "120", "--seed", "7")
     assert Subscriber.objects.count() == 120
     Subscriber.objects.all().delete()
+    Order.objects.all().delete()  # orders outlive their buyer (revenue stays true); clear them for a re-seed
     call_command("seed_demo", "--subscribers", "120", "--seed", "7")
     again = list(Subscriber.objects.order_by("external_id").values_list("email", "country", "language", "status"))
     assert first == again
@@ -46,6 +47,19 @@ def test_seed_demo_is_reproducible_and_idempotent(db):
     # Everyone who is subscribed has a consent record.
     subscribed = Subscriber.objects.filter(status="subscribed")
     assert not subscribed.exclude(consent_records__purpose="email_marketing").exists()
+
+
+def test_seed_demo_behaviour_has_every_kind_of_shopper(db):
+    call_command("seed_demo", "--subscribers", "300")
+    assert Subscriber.objects.filter(order_count__gte=3).exists()
+    assert Subscriber.objects.filter(order_count=1).exists()
+    assert Subscriber.objects.filter(order_count=0, last_seen_at__isnull=False).exists()  # browsers
+    assert Event.objects.filter(name="Product Added").exists()  # cart abandoners
+    for person in Subscriber.objects.filter(order_count__gt=0)[:20]:
+        orders = Order.objects.filter(subscriber=person)
+        assert orders.count() == person.order_count
+        assert sum(o.total for o in orders) == person.total_spent
+    assert Event.objects.filter(name="Order Completed").count() == Order.objects.count()
 
 
 def test_seed_demo_grows_an_existing_dataset(db):
