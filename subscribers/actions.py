@@ -25,11 +25,14 @@ from subscribers.importing.engine import ImportOptions, ImportResult, run_import
 from subscribers.importing.reader import ImportFileError
 from subscribers.models import (
     BLOCKED_STATUSES,
+    AnonymousVisitor,
     ConsentMethod,
     ConsentPurpose,
     ConsentRecord,
+    Event,
     ImportJob,
     ImportStatus,
+    Order,
     Subscriber,
     SubscriberStatus,
     SuppressedAddress,
@@ -167,6 +170,63 @@ def change_status(subscriber: Subscriber, *, status: str, evidence: ConsentEvide
     elif previous == SubscriberStatus.SUBSCRIBED or status == SubscriberStatus.UNSUBSCRIBED:
         record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False, evidence=evidence)
     return subscriber
+
+
+# --- Privacy rights: erasure ---------------------------------------------
+
+ERASED_DOMAIN = "erased.invalid"
+
+
+@transaction.atomic
+def erase_subscriber(subscriber: Subscriber, *, evidence: ConsentEvidence) -> Subscriber:
+    """Erase a person's personal data, keeping what the law and the numbers need.
+
+    Kept: a SHA-256 suppression entry of the address (so no import, signup or
+    API call silently re-adds it), the subscriber row as an anonymous tombstone
+    (status erased, every personal field blank) so aggregates and deliveries
+    still add up, orders detached from the person (revenue stays true), and
+    one ledger entry recording the erasure (method, time, acting staff; no IP).
+    Removed: profile, attributes, tags, events, identity links, topic
+    subscriptions and the earlier consent history. Safe to run twice.
+    """
+    from preferences.models import TopicSubscription
+
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    if subscriber.status == SubscriberStatus.ERASED:
+        return subscriber
+    SuppressedAddress.objects.get_or_create(email_hash=email_hash(subscriber.email), defaults={"reason": "erased"})
+    Event.objects.filter(subscriber=subscriber).delete()
+    AnonymousVisitor.objects.filter(subscriber=subscriber).delete()
+    Order.objects.filter(subscriber=subscriber).update(subscriber=None, anonymous_id="")
+    TopicSubscription.objects.filter(subscriber=subscriber).delete()
+    ConsentRecord.objects.filter(subscriber=subscriber).purge_for_erasure()
+    for receiver in _erasure_receivers:
+        receiver(subscriber.pk)
+    blank = {
+        f.name: ([] if f.name == "tags" else {} if f.name == "attributes" else None if f.null else "")
+        for f in Subscriber._meta.concrete_fields
+        if f.name in PROFILE_FIELDS
+    }
+    for name, value in blank.items():
+        setattr(subscriber, name, value)
+    subscriber.email = f"erased-{subscriber.pk}@{ERASED_DOMAIN}"
+    subscriber.status = SubscriberStatus.ERASED
+    subscriber.status_changed_at = timezone.now()
+    subscriber.confirmed_at = None
+    subscriber.save()
+    record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False,
+                   evidence=ConsentEvidence(method=evidence.method, notice_version="erasure",
+                                            occurred_at=evidence.occurred_at, actor_id=evidence.actor_id))
+    return subscriber
+
+
+_erasure_receivers: list[Any] = []
+
+
+def on_erasure(receiver: Any) -> Any:
+    """Register ``receiver(subscriber_id)`` to remove another app's personal data during erasure."""
+    _erasure_receivers.append(receiver)
+    return receiver
 
 
 # --- Tracking API ---------------------------------------------------------

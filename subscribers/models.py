@@ -321,6 +321,14 @@ class ConsentRecordQuerySet(models.QuerySet):
     def delete(self) -> tuple[int, dict[str, int]]:
         raise TypeError("The consent ledger is append-only; entries cannot be deleted.")
 
+    def purge_for_erasure(self) -> int:
+        """Delete a person's ledger rows as part of erasing them: the one permitted deletion.
+
+        Called only by subscribers.actions.erase_subscriber, which then appends
+        the erasure itself as the person's only remaining record.
+        """
+        return super().delete()[0]
+
 
 class ConsentRecord(models.Model):
     """Append one consent fact: who granted or withdrew what, how, when and under which notice.

@@ -166,3 +166,51 @@ def test_suppress_subscriber_on_bounce_and_complaint(make_subscriber):
     assert list(s.consent_records.values_list("granted", flat=True)) == [False]
     with pytest.raises(ValueError):
         actions.suppress_subscriber(subscriber_id=s.pk, status="unsubscribed", evidence=evidence)
+
+
+def test_erasure_removes_personal_data_and_keeps_aggregates(make_subscriber, topic, write_csv):
+    from subscribers.models import AnonymousVisitor, Event, Order
+
+    s = make_subscriber(email="Ann@example.com", first_name="Ann", city="Riga", external_id="u-1",
+                        tags=["vip"], attributes={}, phone="+371")
+    preference_actions.set_topic_subscription(s, topic=topic, subscribed=True, evidence=FORM)
+    Event.objects.create(subscriber=s, name="Page Viewed", occurred_at=timezone.now())
+    AnonymousVisitor.objects.create(anonymous_id="anon", subscriber=s)
+    order = Order.objects.create(order_id="o-1", subscriber=s, total=10, occurred_at=timezone.now())
+    staff_evidence = actions.ConsentEvidence(method=ConsentMethod.ADMIN, actor_id=None)
+    actions.erase_subscriber(s, evidence=staff_evidence)
+    actions.erase_subscriber(s, evidence=staff_evidence)  # twice is harmless
+    s.refresh_from_db()
+    assert s.status == "erased" and s.email.endswith("@erased.invalid")
+    assert (s.first_name, s.city, s.phone, s.external_id, s.tags) == ("", "", "", None, [])
+    assert not Event.objects.filter(subscriber=s).exists() and not AnonymousVisitor.objects.exists()
+    assert not TopicSubscription.objects.filter(subscriber=s).exists()
+    order.refresh_from_db()
+    assert order.subscriber is None and order.total == 10
+    ledger = list(s.consent_records.values_list("granted", "notice_version", "ip_address"))
+    assert ledger == [(False, "erasure", None)]
+    assert SuppressedAddress.objects.filter(email_hash=email_hash("ann@EXAMPLE.com")).exists()
+    from subscribers.actions import import_subscribers
+
+    result = import_subscribers(write_csv("Email\nann@example.com\n"))
+    assert result.counts["skipped"] == 1 and "erased" in result.issues[0]["reason"]
+    with pytest.raises(ValidationError, match="erased"):
+        actions.create_subscriber(email="ann@example.com")
+
+
+def test_export_contains_profile_consent_topics_orders_and_events(make_subscriber, topic):
+    import json
+
+    from subscribers.api import export_personal_data
+    from subscribers.models import Event, Order
+
+    s = make_subscriber(email="ann@example.com", first_name="Ann", country="LV")
+    preference_actions.set_topic_subscription(s, topic=topic, subscribed=True, evidence=FORM)
+    Event.objects.create(subscriber=s, name="Product Viewed", properties={"sku": "1"}, occurred_at=timezone.now())
+    Order.objects.create(order_id="o-1", subscriber=s, total=10, occurred_at=timezone.now())
+    data = export_personal_data(subscriber_id=s.pk)
+    json.dumps(data)  # plain JSON data
+    assert data["profile"]["email"] == "ann@example.com" and data["profile"]["country"] == "LV"
+    assert data["consent_history"][0]["ip_address"] == "198.51.100.7"
+    assert data["topics"] == [{"topic": "Offers", "subscribed": True, "changed_at": data["topics"][0]["changed_at"]}]
+    assert data["orders"][0]["order_id"] == "o-1" and data["events"][0]["name"] == "Product Viewed"
