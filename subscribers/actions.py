@@ -33,6 +33,8 @@ from subscribers.models import (
     ImportJob,
     ImportStatus,
     Order,
+    PrivacyRequest,
+    PrivacyRequestKind,
     Subscriber,
     SubscriberStatus,
     SuppressedAddress,
@@ -217,7 +219,19 @@ def erase_subscriber(subscriber: Subscriber, *, evidence: ConsentEvidence) -> Su
     record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False,
                    evidence=ConsentEvidence(method=evidence.method, notice_version="erasure",
                                             occurred_at=evidence.occurred_at, actor_id=evidence.actor_id))
+    PrivacyRequest.objects.create(subscriber=subscriber, kind=PrivacyRequestKind.ERASURE, method=evidence.method,
+                                  actor_id=evidence.actor_id)
     return subscriber
+
+
+@transaction.atomic
+def export_subscriber_data(subscriber: Subscriber, *, evidence: ConsentEvidence) -> dict[str, Any]:
+    """Return a person's data export (subscribers.api.export_personal_data) and log that it was taken."""
+    from subscribers.api import export_personal_data
+
+    PrivacyRequest.objects.create(subscriber=subscriber, kind=PrivacyRequestKind.EXPORT, method=evidence.method,
+                                  actor_id=evidence.actor_id)
+    return export_personal_data(subscriber_id=subscriber.pk)
 
 
 _erasure_receivers: list[Any] = []

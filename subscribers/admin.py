@@ -29,6 +29,7 @@ from subscribers.models import (
     ImportStatus,
     Order,
     OrderItem,
+    PrivacyRequest,
     Product,
     Subscriber,
     SubscriberStatus,
@@ -135,6 +136,21 @@ class TopicSubscriptionInline(admin.TabularInline):
         return False
 
 
+class PrivacyRequestInline(admin.TabularInline):
+    model = PrivacyRequest
+    verbose_name_plural = "Privacy requests (exports and erasure)"
+    fields = ("occurred_at", "kind", "method", "actor")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class AddToTopicForm(forms.Form):
     topic = forms.ModelChoiceField(queryset=Topic.objects.filter(is_active=True), empty_label=None)
 
@@ -179,8 +195,9 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
                        "attributes_display", "consent_summary", "order_count", "total_spent", "average_order_value",
                        "first_order_at", "last_order_at", "last_seen_at", "last_open_at", "last_click_at",
                        "emails_received")
-    inlines = [TopicSubscriptionInline, ConsentRecordInline]
-    actions = ["add_to_topic", "unsubscribe_selected"]
+    inlines = [TopicSubscriptionInline, ConsentRecordInline, PrivacyRequestInline]
+    actions = ["add_to_topic", "unsubscribe_selected", "erase_selected"]
+    change_form_template = "admin/subscribers/subscriber/change_form.html"
     change_list_template = "admin/subscribers/subscriber/change_list.html"  # adds "Import CSV"
 
     def get_fieldsets(self, request: HttpRequest, obj: Subscriber | None = None) -> Any:
@@ -288,6 +305,41 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": "Add to a topic",
             "form": form,
+            "queryset": queryset,
+            "count": queryset.count(),
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/personal-data/", wrap(self.personal_data_view), name="subscribers_subscriber_personal_data"),
+        ] + super().get_urls()
+
+    def personal_data_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Download everything held about one person as JSON (needs the export permission)."""
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        subscriber = get_object_or_404(Subscriber, pk=pk)
+        data = actions.export_subscriber_data(subscriber, evidence=admin_evidence(request))
+        response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+        response["Content-Disposition"] = f'attachment; filename="personal-data-{pk}.json"'
+        return response
+
+    @admin.action(description="Erase personal data of selected people (cannot be undone)", permissions=["delete"])
+    def erase_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if "apply" in request.POST:
+            erased = 0
+            for subscriber in queryset.exclude(status=SubscriberStatus.ERASED).iterator():
+                actions.erase_subscriber(subscriber, evidence=admin_evidence(request))
+                erased += 1
+            self.message_user(request, f"Erased the personal data of {erased} people. Their addresses are kept only "
+                                       "as hashes, so they cannot be added again by mistake.", messages.SUCCESS)
+            return None
+        return render(request, "admin/subscribers/subscriber/erase_confirm.html", {
+            **self.admin_site.each_context(request),
+            "title": "Erase personal data",
             "queryset": queryset,
             "count": queryset.count(),
             "opts": self.model._meta,

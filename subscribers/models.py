@@ -384,6 +384,28 @@ class ConsentRecord(models.Model):
         raise TypeError("The consent ledger is append-only; entries cannot be deleted.")
 
 
+class PrivacyRequestKind(models.TextChoices):
+    EXPORT = "export", "Data export"
+    ERASURE = "erasure", "Erasure"
+
+
+class PrivacyRequest(models.Model):
+    """Log each exercise of a privacy right (export, erasure): who asked, how, when. Append-only."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="privacy_requests")
+    kind = models.CharField(max_length=10, choices=PrivacyRequestKind.choices)
+    method = models.CharField(max_length=20, choices=ConsentMethod.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    occurred_at = models.DateTimeField(default=django_tz.now)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_method_display()})"
+
+
 class ImportStatus(models.TextChoices):
     QUEUED = "queued", "Queued for checking"
     CHECKING = "checking", "Checking"

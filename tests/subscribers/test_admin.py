@@ -209,3 +209,36 @@ def test_behaviour_screens_are_read_only(manager_client):
     for name in ("event", "order", "product"):
         assert manager_client.get(reverse(f"admin:subscribers_{name}_changelist")).status_code == 200
         assert manager_client.get(reverse(f"admin:subscribers_{name}_add")).status_code == 403
+
+
+def test_manager_downloads_personal_data_and_it_is_logged(manager_client, make_subscriber):
+    s = make_subscriber(email="ann@example.com", first_name="Ann")
+    page = manager_client.get(reverse("admin:subscribers_subscriber_change", args=[s.pk])).content.decode()
+    assert "Download personal data (JSON)" in page
+    response = manager_client.get(reverse("admin:subscribers_subscriber_personal_data", args=[s.pk]))
+    assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
+    assert response.json()["profile"]["first_name"] == "Ann"
+    assert s.privacy_requests.get().kind == "export"
+
+
+def test_marketer_cannot_download_or_erase(client, make_subscriber):
+    s = make_subscriber()
+    client.force_login(staff(MARKETER))
+    assert client.get(reverse("admin:subscribers_subscriber_personal_data", args=[s.pk])).status_code == 403
+    client.post(reverse("admin:subscribers_subscriber_changelist"),
+                {"action": "erase_selected", "_selected_action": [s.pk], "apply": "1"})
+    s.refresh_from_db()
+    assert s.status != "erased"
+
+
+def test_manager_erases_after_confirming(manager_client, make_subscriber):
+    s = make_subscriber(email="ann@example.com")
+    url = reverse("admin:subscribers_subscriber_changelist")
+    confirm = manager_client.post(url, {"action": "erase_selected", "_selected_action": [s.pk]})
+    assert b"Erase for good" in confirm.content
+    s.refresh_from_db()
+    assert s.status == "subscribed"
+    manager_client.post(url, {"action": "erase_selected", "_selected_action": [s.pk], "apply": "1"})
+    s.refresh_from_db()
+    assert s.status == "erased" and s.privacy_requests.get().kind == "erasure"
+    assert s.consent_records.get().actor.username == "marketing_manager"
