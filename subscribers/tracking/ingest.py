@@ -11,6 +11,7 @@ guarded again by a unique row written in the same savepoint.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -143,9 +144,9 @@ def _store(calls: list[tuple[int, Call]], source: WriteKey | None, received_at: 
             )
 
         # Refunds are not idempotent: their event row is written with the refund (see _order_refunded).
-        Event.objects.bulk_create(
-            [event_for(c) for _, c in calls if c.event and c.type != "identify" and c.event != "Order Refunded"],
-            ignore_conflicts=True,
+        _insert_events(
+            [c for _, c in calls if c.event and c.type != "identify" and c.event != "Order Refunded"],
+            people, source, received_at,
         )
         commerce = [(i, c) for i, c in calls if c.type == "track" and (c.event in PRODUCT_EVENTS
                                                                         or c.event in CART_EVENTS)]
@@ -157,6 +158,48 @@ def _store(calls: list[tuple[int, Call]], source: WriteKey | None, received_at: 
             except CallError as exc:
                 result.warnings.append({"index": index, "warning": str(exc)})
     return calls, people
+
+
+EVENT_COLUMNS = ("subscriber_id", "anonymous_id", "name", "properties", "context", "occurred_at", "received_at",
+                 "source_id", "message_id")
+_UNNEST_TYPES = ("bigint[]", "text[]", "text[]", "jsonb[]", "jsonb[]", "timestamptz[]", "timestamptz[]", "bigint[]",
+                 "text[]")
+
+
+def _insert_events(calls: list[Call], people: dict[str, int], source: WriteKey | None,
+                   received_at: dt.datetime) -> None:
+    """Insert a batch's events in one statement; a messageId already stored is skipped by the database.
+
+    On PostgreSQL the rows go in as nine arrays through unnest() with server-side
+    parameters: no per-row model objects or SQL text, which is what keeps
+    ingestion at thousands of events a second.
+    """
+    if not calls:
+        return
+    rows = []
+    for call in calls:
+        subscriber_id = people.get(call.identity)
+        rows.append((subscriber_id, "" if subscriber_id else call.identity, call.event,
+                     json.dumps(call.properties, ensure_ascii=False),
+                     json.dumps(_slim_context(call.context), ensure_ascii=False), call.occurred_at, received_at,
+                     source.pk if source else None, call.message_id))
+    if connection.vendor != "postgresql":
+        Event.objects.bulk_create(
+            [Event(**{col: (json.loads(v) if col in ("properties", "context") else v)
+                      for col, v in zip(EVENT_COLUMNS, row, strict=True)}) for row in rows],
+            ignore_conflicts=True)
+        return
+    import psycopg
+
+    columns = list(zip(*rows, strict=True))
+    casts = ", ".join(f"%s::{t}" for t in _UNNEST_TYPES)
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(
+            f"INSERT INTO subscribers_event ({', '.join(EVENT_COLUMNS)}) SELECT * FROM unnest({casts}) "
+            "ON CONFLICT DO NOTHING",
+            [list(c) for c in columns],
+        )
 
 
 class _BatchCache:
