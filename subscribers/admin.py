@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django_countries.filters import CountryFilter
 from import_export.admin import ExportActionMixin
 from import_export.formats.base_formats import CSV
 
@@ -186,7 +187,7 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     formats = [CSV]
     list_display = ("email", "full_name", "status_display", "country", "language", "source", "created_at")
     list_display_links = ("email",)
-    list_filter = ("status", "country", "language", TopicListFilter, SourceListFilter, "created_at")
+    list_filter = ("status", ("country", CountryFilter), "language", TopicListFilter, SourceListFilter, "created_at")
     search_fields = ("email", "first_name", "last_name")
     date_hierarchy = "created_at"
     list_per_page = 50

@@ -35,7 +35,9 @@ def sync_staff_groups(group_model: Any, permission_model: Any) -> None:
 
 
 def sync_staff_groups_after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
-    if getattr(sender, "name", None) != "subscribers":
+    # post_migrate is sent per app, in INSTALLED_APPS order, after that app's
+    # permissions exist; syncing after each product app means the last run sees them all.
+    if getattr(sender, "label", None) not in PRODUCT_APPS:
         return
     from django.contrib.auth.models import Group, Permission
 

@@ -14,10 +14,6 @@ from typing import Any
 
 import pytest
 
-# Playwright's sync API runs an asyncio loop in the test thread; Django's ORM
-# would otherwise refuse to run there (SynchronousOnlyOperation).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -34,15 +30,37 @@ STAFF_USERNAME = "manager"
 STAFF_PASSWORD = "correct-horse-battery-staple"
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="package", autouse=True)
+def _allow_orm_beside_playwright() -> Iterator[None]:
+    """Let the ORM run in the test thread while Playwright's sync API keeps an asyncio loop there.
+
+    Without it Django raises SynchronousOnlyOperation. The variable is set for this package only, not at
+    import: set for the whole session it would leak into the rest of the suite, e.g. into the environment
+    of ``manage.py check --deploy`` subprocesses, which then fail with async.E001.
+    """
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+# Package scope, not session: the browser (and the asyncio loop Playwright runs in this thread) is gone
+# before the rest of the suite runs, and before the session's live server stops.
+@pytest.fixture(scope="package")
+def browser(_allow_orm_beside_playwright: None) -> Iterator[Any]:
     if not CHROMIUM.exists():
         reason = f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y chromium`"
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI is set, so this is an error, not a skip)")
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=10_000)  # room for a slow CI machine; a passing check returns at once
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -57,10 +75,10 @@ def staff_user(db: Any) -> Any:
 
     from subscribers.roles import MARKETING_MANAGER, sync_staff_groups
 
-    group = Group.objects.filter(name=MARKETING_MANAGER).first()
-    if group is None:  # a flush between transactional tests can drop the migration's rows
-        sync_staff_groups(Group, Permission)
-        group = Group.objects.get(name=MARKETING_MANAGER)
+    # The migration creates the groups, but the flush after each transactional test empties the tables and
+    # the post_migrate re-sync that follows misses apps listed after "subscribers"; sync again (idempotent).
+    sync_staff_groups(Group, Permission)
+    group = Group.objects.get(name=MARKETING_MANAGER)
     user = User.objects.create_user(
         STAFF_USERNAME, email="manager@example.com", password=STAFF_PASSWORD,
         first_name="Mara", last_name="Manager", is_staff=True,
@@ -80,7 +98,8 @@ def staff_page(browser: Any, live_server: Any, staff_user: Any) -> Iterator[Any]
     page.fill("#id_password", STAFF_PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url("**/admin/")
-    assert page.locator("#user-tools").is_visible(), "login failed"
+    if not page.locator("#user-tools").is_visible():
+        raise AssertionError(f"Login as {STAFF_USERNAME} failed: {page.locator('.errornote').all_inner_texts()}")
     try:
         yield page
     finally:

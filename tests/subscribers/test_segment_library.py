@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 import segment.analytics as analytics
+from segment.analytics import request as segment_request
 from segment.analytics.client import Client
 
 from subscribers import actions
@@ -27,6 +28,7 @@ def test_segment_library_sends_identify_track_and_order(live_server, gzip):
                  properties={"order_id": "A-1001", "total": 120.0, "currency": "PLN",
                              "products": [{"product_id": "p-1", "price": 120.0, "quantity": 1}]})
     client.flush()
+    segment_request._session.close()  # the library keeps a pooled keep-alive connection to the live server
 
     zofia = Subscriber.objects.get(external_id="shop-7")
     assert (zofia.email, zofia.first_name, zofia.country.code, zofia.language, zofia.timezone) == (
