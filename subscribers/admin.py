@@ -156,7 +156,30 @@ class AddToTopicForm(forms.Form):
     topic = forms.ModelChoiceField(queryset=Topic.objects.filter(is_active=True), empty_label=None)
 
 
+class TagsField(forms.CharField):
+    """Edit a list of tags as one comma-separated line."""
+
+    def prepare_value(self, value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(value)
+        if isinstance(value, str) and value.startswith("["):
+            import json
+
+            try:
+                return ", ".join(json.loads(value))
+            except ValueError:
+                return value
+        return value or ""
+
+    def to_python(self, value: Any) -> list[str]:
+        text = super().to_python(value)
+        return list(dict.fromkeys(t.strip()[:100] for t in text.split(",") if t.strip()))
+
+
 class SubscriberChangeForm(forms.ModelForm):
+    tags = TagsField(required=False, help_text="Comma-separated, e.g. vip, runner.",
+                     widget=forms.TextInput(attrs={"class": "vLargeTextField", "style": "height:auto"}))
+
     class Meta:
         model = Subscriber
         fields = "__all__"

@@ -242,3 +242,19 @@ def test_manager_erases_after_confirming(manager_client, make_subscriber):
     s.refresh_from_db()
     assert s.status == "erased" and s.privacy_requests.get().kind == "erasure"
     assert s.consent_records.get().actor.username == "marketing_manager"
+
+
+def test_tags_are_edited_as_a_comma_separated_line(manager_client, make_subscriber):
+    s = make_subscriber(tags=["vip"])
+    url = reverse("admin:subscribers_subscriber_change", args=[s.pk])
+    assert 'value="vip"' in manager_client.get(url).content.decode()
+    form = manager_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k not in {"tags", "attributes", "country"}}
+    data.update({"email": s.email, "tags": "vip, runner ,vip", "attributes": "{}", "country": "",
+                 "topic_subscriptions-TOTAL_FORMS": "0", "topic_subscriptions-INITIAL_FORMS": "0",
+                 "consent_records-TOTAL_FORMS": "0", "consent_records-INITIAL_FORMS": "0",
+                 "privacy_requests-TOTAL_FORMS": "0", "privacy_requests-INITIAL_FORMS": "0"})
+    response = manager_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    s.refresh_from_db()
+    assert s.tags == ["vip", "runner"]
