@@ -1,4 +1,8 @@
-"""Admin screens for what we send; for now the locally captured mail."""
+"""Admin screens for what we send: deliveries and their events, per-message totals, captured mail.
+
+Deliveries, events and totals are facts reported by the ESP or our tracking:
+the admin shows them and changes none of them.
+"""
 
 from typing import Any
 
@@ -6,7 +10,22 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from campaigns.models import CapturedEmail
+from campaigns.models import STATS_FIELDS, CapturedEmail, Delivery, DeliveryEvent, MessageStats
+
+
+class ReadOnlyAdminMixin:
+    """Show rows without add or change; deleting stays with Django's permissions so a person's erasure can cascade."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)  # type: ignore[misc]
+        actions.pop("delete_selected", None)
+        return actions
 
 
 @admin.register(CapturedEmail)
@@ -33,3 +52,62 @@ class CapturedEmailAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class DeliveryEventInline(admin.TabularInline):
+    model = DeliveryEvent
+    fields = ("occurred_at", "kind", "is_machine", "source", "url", "user_agent", "ip_address", "detail")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("subscriber", "message_key", "status", "esp_name", "sent_at", "delivered_at", "first_opened_at",
+                    "first_clicked_at", "open_count", "click_count")
+    list_filter = ("status", "esp_name", "bounce_type")
+    search_fields = ("subscriber__email", "=message_key", "=esp_message_id")
+    list_select_related = ("subscriber",)
+    show_full_result_count = False
+    fieldsets = (
+        (None, {"fields": ("subscriber", "message_key", "status", "reason", "why")}),
+        ("ESP", {"fields": ("esp_name", "esp_message_id", "bounce_type")}),
+        ("Times", {"fields": ("created_at", "sent_at", "delivered_at", "first_opened_at", "first_clicked_at")}),
+        ("Engagement", {"fields": ("open_count", "machine_open_count", "click_count", "machine_click_count")}),
+    )
+    readonly_fields = [f for _, options in fieldsets for f in options["fields"]]
+    inlines = [DeliveryEventInline]
+
+
+@admin.register(MessageStats)
+class MessageStatsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("message_key", "sent", "delivered", "delivery_rate", "unique_opens", "human_opens", "opens",
+                    "open_rate", "unique_clicks", "human_clicks", "click_rate", "bounces", "soft_bounces",
+                    "complaints", "unsubscribes", "failed", "updated_at")
+    search_fields = ("message_key",)
+    fields = ("message_key", *STATS_FIELDS, "updated_at")
+    readonly_fields = fields
+
+    @admin.display(description="delivered %")
+    def delivery_rate(self, obj: MessageStats) -> str:
+        return _percent(obj.delivered, obj.sent)
+
+    @admin.display(description="open %")
+    def open_rate(self, obj: MessageStats) -> str:
+        return _percent(obj.unique_opens, obj.delivered)
+
+    @admin.display(description="click %")
+    def click_rate(self, obj: MessageStats) -> str:
+        return _percent(obj.unique_clicks, obj.delivered)
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"

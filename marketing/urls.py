@@ -13,6 +13,10 @@ admin.site.index_title = "Audience, campaigns and journeys"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # ESP tracking webhooks, /anymail/<esp>/tracking/ (campaigns/webhooks.py; docs/tracking.md)
+    path("anymail/", include("campaigns.webhooks")),
+    # Own open pixel and click redirect, /t/o/... and /t/c/... (campaigns/views.py)
+    path("", include("campaigns.urls")),
     # Segment-compatible tracking API (subscribers/views.py)
     path("", include("subscribers.urls")),
 ]

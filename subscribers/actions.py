@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from subscribers.importing.engine import ImportOptions, ImportResult, run_import
@@ -299,6 +300,48 @@ def record_email_engagement(*, subscriber_id: int, kind: str, at: dt.datetime) -
     if kind == "click":
         latest["last_click_at"] = Coalesce(Greatest("last_click_at", Value(at)), Value(at))
     people.update(**latest)
+
+
+@dataclass(frozen=True)
+class EngagementChange:
+    """One person's engagement from a batch of tracking events (human opens and clicks only)."""
+
+    subscriber_id: int
+    delivered: int = 0
+    opened_at: dt.datetime | None = None
+    clicked_at: dt.datetime | None = None
+
+
+def record_email_engagement_batch(changes: list[EngagementChange]) -> None:
+    """Apply many people's engagement in one statement (same rules as record_email_engagement).
+
+    Rows are updated in id order, so concurrent batches queue rather than deadlock.
+    """
+    from django.db import connection
+
+    rows = sorted((c for c in changes if c.delivered or c.opened_at or c.clicked_at), key=lambda c: c.subscriber_id)
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        for c in rows:
+            if c.delivered:
+                Subscriber.objects.filter(pk=c.subscriber_id).update(emails_received=F("emails_received") + c.delivered)
+            if c.clicked_at:
+                record_email_engagement(subscriber_id=c.subscriber_id, kind="click", at=c.clicked_at)
+            if c.opened_at:
+                record_email_engagement(subscriber_id=c.subscriber_id, kind="open", at=c.opened_at)
+        return
+    # A click is also an open: the latest of the two moves last_open_at.
+    opened = [max(filter(None, (c.opened_at, c.clicked_at)), default=None) for c in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE subscribers_subscriber AS s SET emails_received = s.emails_received + v.delivered, "
+            "last_open_at = GREATEST(s.last_open_at, v.opened_at), "
+            "last_click_at = GREATEST(s.last_click_at, v.clicked_at) "
+            "FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[], %s::timestamptz[]) "
+            "AS v(id, delivered, opened_at, clicked_at) WHERE s.id = v.id",
+            [[c.subscriber_id for c in rows], [c.delivered for c in rows], opened, [c.clicked_at for c in rows]],
+        )
 
 
 @transaction.atomic

@@ -214,3 +214,19 @@ def test_export_contains_profile_consent_topics_orders_and_events(make_subscribe
     assert data["consent_history"][0]["ip_address"] == "198.51.100.7"
     assert data["topics"] == [{"topic": "Offers", "subscribed": True, "changed_at": data["topics"][0]["changed_at"]}]
     assert data["orders"][0]["order_id"] == "o-1" and data["events"][0]["name"] == "Product Viewed"
+
+
+def test_engagement_batch_matches_single_updates(make_subscriber):
+    a, b = make_subscriber(), make_subscriber()
+    t1 = timezone.now() - dt.timedelta(days=3)
+    t2 = t1 + dt.timedelta(days=1)
+    actions.record_email_engagement(subscriber_id=a.pk, kind="open", at=t2)
+    actions.record_email_engagement_batch([
+        actions.EngagementChange(subscriber_id=a.pk, delivered=2, opened_at=t1),
+        actions.EngagementChange(subscriber_id=b.pk, delivered=1, clicked_at=t1),
+        actions.EngagementChange(subscriber_id=b.pk),  # nothing to do
+    ])
+    a.refresh_from_db()
+    b.refresh_from_db()
+    assert (a.emails_received, a.last_open_at, a.last_click_at) == (2, t2, None)
+    assert (b.emails_received, b.last_open_at, b.last_click_at) == (1, t1, t1)

@@ -1,0 +1,41 @@
+"""What other apps may ask of campaigns: keyword-only, plain values, no model instances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from campaigns import tracking
+from campaigns.models import STATS_FIELDS, Delivery, MessageStats
+
+
+def anymail_metadata(*, delivery_id: int) -> dict[str, str]:
+    """Return the metadata to send with an AnymailMessage so its webhooks find the delivery again."""
+    return {"delivery_id": str(delivery_id)}
+
+
+def tracked_html(html_body: str, *, delivery_id: int) -> str:
+    """Return HTML whose links go through our click redirect, with our open pixel (ESPs without tracking)."""
+    return tracking.add_tracking(html_body, delivery_id=delivery_id)
+
+
+def open_pixel_url(*, delivery_id: int) -> str:
+    return tracking.open_pixel_url(delivery_id)
+
+
+def click_url(*, delivery_id: int, url: str) -> str:
+    return tracking.click_url(delivery_id, url)
+
+
+def delivery_explanation(*, delivery_id: int) -> dict[str, Any] | None:
+    """Return why a delivery was sent (for "why am I getting this?"), or None for an unknown delivery."""
+    row = Delivery.objects.filter(pk=delivery_id).values("message_key", "why", "sent_at", "subscriber_id").first()
+    if row is None:
+        return None
+    return {"message_key": row["message_key"], "why": row["why"] or {}, "sent_at": row["sent_at"],
+            "subscriber_id": row["subscriber_id"]}
+
+
+def message_stats(*, message_key: str) -> dict[str, int]:
+    """Return the running totals of one message (all zero when nothing was recorded yet)."""
+    row = MessageStats.objects.filter(message_key=message_key).values(*STATS_FIELDS).first()
+    return dict(row) if row else dict.fromkeys(STATS_FIELDS, 0)
