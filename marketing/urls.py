@@ -19,6 +19,8 @@ urlpatterns = [
     path("", include("campaigns.urls")),
     # Segment-compatible tracking API (subscribers/views.py)
     path("", include("subscribers.urls")),
+    # Public pages: preference center, unsubscribe (RFC 8058), signup (preferences/views.py)
+    path("", include("preferences.urls")),
 ]
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

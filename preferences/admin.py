@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
-from preferences.models import Topic
+from preferences.models import PreferenceChange, Signup, SubscriberPreferences, Topic
 
 
 @admin.register(Topic)
@@ -25,3 +25,44 @@ class TopicAdmin(admin.ModelAdmin):
     @admin.display(description="subscribers", ordering="_subscribers")
     def subscriber_count(self, obj: Any) -> int:
         return obj._subscribers
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Show rows that only actions write: no adding, changing or deleting here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SubscriberPreferences)
+class SubscriberPreferencesAdmin(ReadOnlyAdmin):
+    list_display = ("subscriber", "frequency", "paused_until", "updated_at")
+    list_filter = ("frequency",)
+    list_select_related = ("subscriber",)
+    search_fields = ("subscriber__email_key",)
+    exclude = ("token",)  # the secret behind the person's links is never shown
+    show_full_result_count = False
+
+
+@admin.register(PreferenceChange)
+class PreferenceChangeAdmin(ReadOnlyAdmin):
+    list_display = ("subscriber", "field", "old_value", "new_value", "method", "occurred_at")
+    list_filter = ("field", "method")
+    list_select_related = ("subscriber",)
+    search_fields = ("subscriber__email_key",)
+    show_full_result_count = False
+
+
+@admin.register(Signup)
+class SignupAdmin(ReadOnlyAdmin):
+    list_display = ("email", "created_at", "email_sent_at", "confirmed_at", "expires_at")
+    list_filter = ("confirmed_at",)
+    search_fields = ("email_key",)
+    exclude = ("token",)
+    date_hierarchy = "created_at"

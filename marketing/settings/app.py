@@ -33,3 +33,35 @@ TRACKING_MACHINE_USER_AGENTS = env_list(
 TRACKING_MACHINE_NETWORKS = env_list("TRACKING_MACHINE_NETWORKS", [])
 # Absolute base of the own open pixel and click redirect links put in emails.
 TRACKING_BASE_URL = env_str("TRACKING_BASE_URL", "http://localhost:8000").rstrip("/")
+
+# --- Preference center, signup and unsubscribe (preferences/; docs/preference-center.md) ---
+# Absolute base of the links put in emails: preference center, one-click
+# unsubscribe (List-Unsubscribe) and signup confirmation, e.g. https://mail.example.com
+PREFERENCE_CENTER_BASE_URL = env_str("PREFERENCE_CENTER_BASE_URL", "http://localhost:8000").rstrip("/")
+# Brand of the public pages and the confirmation email. The primary colour is a
+# #rgb or #rrggbb hex value; text on it is black or white, whichever contrasts more.
+BRAND_NAME = env_str("BRAND_NAME", "Marketing")
+BRAND_LOGO_URL = env_str("BRAND_LOGO_URL", "")
+BRAND_PRIMARY_COLOR = env_str("BRAND_PRIMARY_COLOR", "#0b5cad")
+BRAND_BACKGROUND_COLOR = env_str("BRAND_BACKGROUND_COLOR", "#f4f6f8")
+BRAND_WEBSITE_URL = env_str("BRAND_WEBSITE_URL", "")
+# The privacy notice people agree to when they sign up (linked on the form),
+# and its version, recorded in the consent ledger on confirmation.
+PRIVACY_NOTICE_URL = env_str("PRIVACY_NOTICE_URL", "")
+SIGNUP_NOTICE_VERSION = env_str("SIGNUP_NOTICE_VERSION", CONSENT_NOTICE_VERSION)
+# Days a signup confirmation link works; unconfirmed signups are then deleted.
+SIGNUP_CONFIRM_DAYS = env_int("SIGNUP_CONFIRM_DAYS", 7)
+# Minutes before the same address can be sent another confirmation email.
+SIGNUP_RESEND_MINUTES = env_int("SIGNUP_RESEND_MINUTES", 10)
+# Origins (scheme://host[:port], comma-separated, or *) whose pages may call the
+# JSON signup endpoint from the browser (CORS). Empty: same origin only.
+SIGNUP_ALLOWED_ORIGINS = env_list("SIGNUP_ALLOWED_ORIGINS", [])
+# Requests per client IP, as "N/s", "N/m", "N/h" or "N/d"; "0" turns a limit off.
+# Signup (form and JSON) is strict; the preference center and unsubscribe pages
+# allow normal use. The RFC 8058 one-click POST is never limited (mail providers
+# send many from few addresses); a forged token there is refused before any query.
+SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "10/h")
+PREFERENCE_CENTER_RATE_LIMIT = env_str("PREFERENCE_CENTER_RATE_LIMIT", "120/m")
+# Header holding the client's IP when behind a proxy (e.g. X-Forwarded-For; the
+# right-most address is used, the one your proxy saw). Empty: REMOTE_ADDR.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "")

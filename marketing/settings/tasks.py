@@ -34,3 +34,9 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 60 * 60},
     },
 }
+# Unconfirmed signups (double opt-in) are deleted when their link expires.
+CELERY_BEAT_SCHEDULE["expire-signups"] = {
+    "task": "preferences.tasks.expire_signups_task",
+    "schedule": crontab(minute=41),
+    "options": {"expires": 30 * 60},
+}
