@@ -96,8 +96,15 @@ def add_to_topic(subscribers: Iterable[Subscriber], *, topic: Topic, evidence: C
 
 @transaction.atomic
 def unsubscribe(subscriber: Subscriber, *, evidence: ConsentEvidence) -> Subscriber:
-    """Stop all marketing mail to a person and record the withdrawal."""
+    """Stop all marketing mail to a person and record the withdrawal.
+
+    A bounced or complained person keeps that status (it says more, and stops
+    mail as well); their withdrawal is still recorded in the ledger.
+    """
     if subscriber.status in {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.ERASED}:
+        return subscriber
+    if subscriber.status in {SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}:
+        record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False, evidence=evidence)
         return subscriber
     return change_status(subscriber, status=SubscriberStatus.UNSUBSCRIBED, evidence=evidence)
 

@@ -308,3 +308,17 @@ def test_erasure_removes_preferences_history_signups_and_the_token(make_subscrib
     assert not Signup.objects.exists()
     person.refresh_from_db()
     assert person.status == SubscriberStatus.ERASED
+
+
+def test_unsubscribe_keeps_a_bounce_or_complaint_but_records_the_withdrawal(db):
+    from preferences.actions import unsubscribe
+    from subscribers.actions import ConsentEvidence
+    from subscribers.models import Subscriber
+
+    for status in ("bounced", "complained"):
+        s = Subscriber(email=f"{status}@example.com", status=status)
+        s.save()
+        unsubscribe(s, evidence=ConsentEvidence(method="preference_center"))
+        s.refresh_from_db()
+        assert s.status == status
+        assert list(s.consent_records.values_list("granted", flat=True)) == [False]
