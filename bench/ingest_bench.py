@@ -133,6 +133,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--people", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--worker-class", default="sync",
+                        help="gunicorn worker class; sync (the Procfile's) spreads requests over processes, while "
+                             "keep-alive threads can pin all clients to one process")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/marketing_bench")
     args = parser.parse_args()
 
@@ -141,8 +144,7 @@ def main() -> int:
     env = django_env(args.database_url)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "marketing.wsgi", "--bind", f"127.0.0.1:{port}", "--workers",
-         str(args.workers), "--worker-class", "gthread", "--threads", "2", "--keep-alive", "30",
-         "--log-level", "warning"], cwd=ROOT, env=env)
+         str(args.workers), "--worker-class", args.worker_class, "--log-level", "warning"], cwd=ROOT, env=env)
     try:
         for _ in range(100):
             try:
@@ -177,7 +179,7 @@ def main() -> int:
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print(f"machine: {os.cpu_count()} cores; clients {args.clients}, batch {args.batch}, gunicorn "
-          f"{args.workers} workers x 2 threads, {elapsed:.1f} s")
+          f"{args.workers} {args.worker_class} workers, {elapsed:.1f} s, load average {os.getloadavg()[0]:.1f}")
     print(f"batches sent        {batches:>10,}   errors {errors}")
     print(f"calls accepted/s    {calls_per_s:>10,.0f}")
     print(f"events stored/s     {events_per_s:>10,.0f}   (rows in subscribers_event; ~{identifies:,} identify "
