@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +29,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from marketing.spreadsheets import escape_formula
+from marketing.spreadsheets import FORMULA_STARTS
 from subscribers.importing.columns import KNOWN_IGNORED, PARSERS, CellError, field_for_header, header_key
 from subscribers.importing.reader import ImportFileError, open_csv
 from subscribers.models import AttributeDefinition, ImportMode, coerce_attribute_value
@@ -120,6 +121,49 @@ class ImportResult:
         }
 
 
+# Where a parsed value goes in the staging row: a column index, or one of these.
+_EMAIL, _BIRTHDAY, _TAGS = -1, -2, -3
+_SLOTS = {"email": _EMAIL, "birthday": _BIRTHDAY, "tags": _TAGS, "optin_time": COLUMN_INDEX["optin_at"],
+          "optin_ip": COLUMN_INDEX["optin_ip"], "confirm_time": COLUMN_INDEX["confirmed_at"]}
+# Parsers that are pure functions of a cell with few distinct values in a
+# real list (countries, languages, time zones, genders, tag sets): each
+# distinct cell is parsed once per import. The cache is bounded.
+_MEMOIZED = frozenset({"country", "language", "timezone", "gender", "tags"})
+_MEMO_LIMIT = 20_000
+# A dotted-quad IPv4 address in the canonical form that ipaddress prints back
+# unchanged (no leading zeros, each part 0-255); anything else goes to parse_ip.
+_CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                             r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
+def _tags_json(value: str) -> str | None:
+    tags = PARSERS["tags"](value)
+    return json.dumps(tags) if tags else None
+
+
+def _parse_ip(value: str) -> str:
+    return value if _CANONICAL_IPV4.fullmatch(value) else PARSERS["optin_ip"](value)
+
+
+def _memoize(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    cache: dict[str, tuple[bool, Any]] = {}
+
+    def parse_cached(value: str) -> Any:
+        hit = cache.get(value)
+        if hit is None:
+            try:
+                hit = (True, parse(value))
+            except CellError as exc:
+                hit = (False, str(exc))
+            if len(cache) < _MEMO_LIMIT:
+                cache[value] = hit
+        if hit[0]:
+            return hit[1]
+        raise CellError(hit[1])
+
+    return parse_cached
+
+
 @dataclass
 class _Plan:
     """Which cell feeds which field, decided once from the header."""
@@ -127,6 +171,20 @@ class _Plan:
     fields: list[tuple[int, str, str]]  # (cell index, field, header)
     attributes: list[tuple[int, AttributeDefinition, str]]
     width: int
+    # (cell index, header, parser, slot), compiled from ``fields``.
+    steps: list[tuple[int, str, Callable[[str], Any], int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for index, name, header in self.fields:
+            if name == "tags":
+                parse: Callable[[str], Any] = _tags_json
+            elif name == "optin_ip":
+                parse = _parse_ip
+            else:
+                parse = PARSERS[name]
+            if name in _MEMOIZED:
+                parse = _memoize(parse)
+            self.steps.append((index, header, parse, _SLOTS.get(name, COLUMN_INDEX.get(name, 0))))
 
 
 def _plan_columns(headers: list[str], result: ImportResult) -> _Plan:
@@ -167,38 +225,32 @@ def _parse_row(line: int, cells: list[str], plan: _Plan) -> list[Any]:
     row: list[Any] = [None] * len(LOADED_COLUMNS)
     row[0] = line
     errors: list[tuple[str, str]] = []
-    if len(cells) > plan.width:
-        errors.append(("", f"has {len(cells)} values but the header has {plan.width} columns; "
-                           "check for an unquoted delimiter"))
     ncells = len(cells)
-    for index, name, header in plan.fields:
+    if ncells > plan.width:
+        errors.append(("", f"has {ncells} values but the header has {plan.width} columns; "
+                           "check for an unquoted delimiter"))
+    for index, header, parse, slot in plan.steps:
         value = cells[index].strip() if index < ncells else ""
         if not value:
-            if name == "email":
+            if slot == _EMAIL:
                 errors.append((header, "is empty; every row needs an email address"))
             continue
         try:
-            parsed = PARSERS[name](value)
+            parsed = parse(value)
         except CellError as exc:
             errors.append((header, str(exc)))
             continue
-        if name == "email":
+        if slot >= 0:
+            row[slot] = parsed
+        elif slot == _EMAIL:
             row[1] = parsed
             key = parsed.lower()
             row[2] = key
-            row[3] = hashlib.sha256(key.encode()).hexdigest()
-        elif name == "birthday":
+            row[3] = sha256(key.encode()).hexdigest()
+        elif slot == _BIRTHDAY:
             row[12], row[13], row[14] = parsed
-        elif name == "tags":
-            row[21] = json.dumps(parsed) if parsed else None
-        elif name == "optin_time":
-            row[23] = parsed
-        elif name == "optin_ip":
-            row[24] = parsed
-        elif name == "confirm_time":
-            row[25] = parsed
-        else:
-            row[COLUMN_INDEX[name]] = parsed
+        else:  # _TAGS, already JSON
+            row[21] = parsed
     if plan.attributes:
         values: dict[str, Any] = {}
         for index, definition, header in plan.attributes:
@@ -216,6 +268,9 @@ def _parse_row(line: int, cells: list[str], plan: _Plan) -> list[Any]:
         row[26] = "error"
         row[27] = ", ".join(dict.fromkeys(h for h, _ in errors if h))
         row[28] = "; ".join(f"{h}: {msg}" if h else f"the row {msg}" for h, msg in errors)
+    else:
+        # Undecided rows are loaded as 'new'; _classify moves the others away.
+        row[26] = "new"
     return row
 
 
@@ -305,7 +360,7 @@ def run_import(
 
                 def parsed_rows() -> Iterable[list[Any]]:
                     for line, cells in csv_file.rows:
-                        if not any(c.strip() for c in cells):
+                        if not "".join(cells).strip():  # a blank line or only empty cells
                             continue
                         result.total_rows += 1
                         if result.total_rows % 20000 == 0:
@@ -362,23 +417,23 @@ def _classify(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
     # A later row with an address already seen in the file is skipped, not merged.
     cursor.execute(
         f"""UPDATE {s} SET outcome = 'skipped', reason = 'same address as row ' || d.first_line
-        FROM (SELECT email_key, MIN(line) AS first_line FROM {s} WHERE outcome IS NULL
+        FROM (SELECT email_key, MIN(line) AS first_line FROM {s} WHERE outcome = 'new'
               GROUP BY email_key HAVING COUNT(*) > 1) d
-        WHERE {s}.email_key = d.email_key AND {s}.line > d.first_line AND {s}.outcome IS NULL"""
+        WHERE {s}.email_key = d.email_key AND {s}.line > d.first_line AND {s}.outcome = 'new'"""
     )
     cursor.execute(
         f"""UPDATE {s} SET outcome = 'skipped', reason = %s
-        WHERE outcome IS NULL AND email_hash IN (SELECT email_hash FROM subscribers_suppressedaddress)""",
+        WHERE outcome = 'new' AND email_hash IN (SELECT email_hash FROM subscribers_suppressedaddress)""",
         [SUPPRESSED_REASON],
     )
     cursor.execute(
         f"""UPDATE {s} SET subscriber_id = sub.id, existing_status = sub.status
-        FROM subscribers_subscriber sub WHERE sub.email_key = {s}.email_key AND {s}.outcome IS NULL"""
+        FROM subscribers_subscriber sub WHERE sub.email_key = {s}.email_key AND {s}.outcome = 'new'"""
     )
     cases = " ".join(f"WHEN '{status}' THEN %s" for status in SKIP_REASONS)
     cursor.execute(
         f"""UPDATE {s} SET outcome = 'skipped', reason = CASE existing_status {cases} END
-        WHERE outcome IS NULL AND existing_status IN ({", ".join(f"'{k}'" for k in SKIP_REASONS)})""",
+        WHERE outcome = 'new' AND existing_status IN ({", ".join(f"'{k}'" for k in SKIP_REASONS)})""",
         list(SKIP_REASONS.values()),
     )
     # External ids are unique: one used twice in the file, or held by someone
@@ -387,26 +442,24 @@ def _classify(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
         f"""UPDATE {s} SET outcome = 'error', error_column = 'external id',
             reason = 'external id: “' || {s}.external_id || '” is also used on row ' || d.first_line
         FROM (SELECT external_id, MIN(line) AS first_line FROM {s}
-              WHERE outcome IS NULL AND external_id IS NOT NULL GROUP BY external_id HAVING COUNT(*) > 1) d
-        WHERE {s}.external_id = d.external_id AND {s}.line > d.first_line AND {s}.outcome IS NULL"""
+              WHERE outcome = 'new' AND external_id IS NOT NULL GROUP BY external_id HAVING COUNT(*) > 1) d
+        WHERE {s}.external_id = d.external_id AND {s}.line > d.first_line AND {s}.outcome = 'new'"""
     )
     keeps_existing = options.mode == ImportMode.FILL_BLANKS
+    # In fill-blanks mode a person's own external id is kept, so the file's cannot clash.
+    keep_own_id = (f"AND NOT EXISTS (SELECT 1 FROM subscribers_subscriber own "
+                   f"WHERE own.id = {s}.subscriber_id AND own.external_id IS NOT NULL)")
     cursor.execute(
         f"""UPDATE {s} SET outcome = 'error', error_column = 'external id',
             reason = 'external id: “' || {s}.external_id || '” already belongs to another subscriber'
         FROM subscribers_subscriber sub
-        WHERE {s}.outcome IS NULL AND {s}.external_id IS NOT NULL AND sub.external_id = {s}.external_id
+        WHERE {s}.outcome = 'new' AND {s}.external_id IS NOT NULL AND sub.external_id = {s}.external_id
           AND ({s}.subscriber_id IS NULL OR sub.id <> {s}.subscriber_id)
-          {"AND NOT EXISTS (SELECT 1 FROM subscribers_subscriber own WHERE own.id = " + s + ".subscriber_id AND own.external_id IS NOT NULL)" if keeps_existing else ""}"""
+          {keep_own_id if keeps_existing else ""}"""
     )
-    cursor.execute(
-        f"UPDATE {s} SET outcome = CASE WHEN subscriber_id IS NULL THEN 'new' ELSE 'updated' END "
-        "WHERE outcome IS NULL"
-    )
-    # The statistics taken after loading saw no outcomes yet; without fresh
-    # ones every "outcome = 'new'" is estimated at one row and the planner
-    # nest-loops (quadratic on a large file).
-    dialect.analyze(cursor)
+    # What is still undecided is new, or an update of the subscriber found
+    # above; only the (few) updates are rewritten.
+    cursor.execute(f"UPDATE {s} SET outcome = 'updated' WHERE outcome = 'new' AND subscriber_id IS NOT NULL")
 
 
 def _collect(cursor: Any, result: ImportResult) -> None:
@@ -427,9 +480,20 @@ def _collect(cursor: Any, result: ImportResult) -> None:
 def _write_report(cursor: Any, stream: TextIO) -> None:
     writer = csv.writer(stream)
     writer.writerow(["row", "email", "outcome", "column", "reason"])
-    cursor.execute(f"SELECT line, email, outcome, error_column, reason FROM {STAGING} ORDER BY line")
+    # The cells that hold text from the file are escaped as escape_formula()
+    # would, in the query, so that a million rows go to the writer untouched.
+    starts = ", ".join(["%s"] * len(FORMULA_STARTS))
+
+    def safe(column: str) -> str:
+        return f"CASE WHEN substr({column}, 1, 1) IN ({starts}) THEN '''' || {column} ELSE {column} END"
+
+    cursor.execute(
+        f"SELECT line, {safe('email')}, outcome, {safe('error_column')}, {safe('reason')} FROM {STAGING} "
+        "ORDER BY line",
+        list(FORMULA_STARTS) * 3,
+    )
     while batch := cursor.fetchmany(10000):
-        writer.writerows([escape_formula(v) for v in r] for r in batch)
+        writer.writerows(batch)
 
 
 def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
@@ -463,14 +527,16 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
             sets.append(f"{col} = COALESCE(st.{col}, {sub}.{col})")
     for col in NULLABLE_FIELDS:
         sets.append(f"{col} = COALESCE({sub}.{col}, st.{col})" if fill else f"{col} = COALESCE(st.{col}, {sub}.{col})")
-    sets.append(f"tags = CASE WHEN st.tags IS NULL THEN {sub}.tags ELSE {dialect.merge_tags(f'{sub}.tags', 'st.tags')} END")
+    merged_tags = dialect.merge_tags(f"{sub}.tags", "st.tags")
+    sets.append(f"tags = CASE WHEN st.tags IS NULL THEN {sub}.tags ELSE {merged_tags} END")
     attrs = (dialect.merge_objects("st.attributes", f"{sub}.attributes") if fill
              else dialect.merge_objects(f"{sub}.attributes", "st.attributes"))
     sets.append(f"attributes = CASE WHEN st.attributes IS NULL THEN {sub}.attributes ELSE {attrs} END")
     sets.append(f"confirmed_at = COALESCE({sub}.confirmed_at, st.confirmed_at)")
     # An import is evidence of consent: a pending person becomes subscribed.
     sets.append("status = 'subscribed'")
-    sets.append(f"status_changed_at = CASE WHEN {sub}.status = 'pending' THEN %s ELSE {sub}.status_changed_at END")
+    sets.append(f"status_changed_at = CASE WHEN {sub}.status IN ('pending', 'contact') THEN %s "
+                f"ELSE {sub}.status_changed_at END")
     sets.append("updated_at = %s")
     cursor.execute(
         f"""UPDATE {sub} SET {", ".join(sets)} FROM {s} st
@@ -485,7 +551,7 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
         SELECT subscriber_id, 'email_marketing', NULL, TRUE, 'import', %s, optin_ip, '',
                COALESCE(optin_at, %s), %s, %s
         FROM {s} WHERE subscriber_id IS NOT NULL
-          AND (outcome = 'new' OR (outcome = 'updated' AND existing_status = 'pending'))
+          AND (outcome = 'new' OR (outcome = 'updated' AND existing_status IN ('pending', 'contact')))
         ORDER BY line""",
         [notice, now, now, options.actor_id],
     )

@@ -274,3 +274,11 @@ def test_report_lists_every_row_and_escapes_formulas(db, write_csv):
     assert lines[2] == "3,ok@example.com,new,,"
     assert lines[3].startswith("4,,error,Email,")
     assert len(lines) == 4
+
+
+def test_a_shop_contact_becomes_subscribed_with_consent(db, write_csv, make_subscriber):
+    s = make_subscriber(email="c@example.com", status=SubscriberStatus.CONTACT)
+    run(write_csv("Email\nc@example.com\n"), consent_notice="fair form")
+    s.refresh_from_db()
+    assert s.status == SubscriberStatus.SUBSCRIBED
+    assert s.consent_records.get().notice_version == "fair form"
