@@ -132,7 +132,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--people", type=int, default=20000)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (the Procfile default)")
     parser.add_argument("--worker-class", default="sync",
                         help="gunicorn worker class; sync (the Procfile's) spreads requests over processes, while "
                              "keep-alive threads can pin all clients to one process")
