@@ -11,25 +11,11 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from campaigns.models import STATS_FIELDS, CapturedEmail, Delivery, DeliveryEvent, MessageStats
-
-
-class ReadOnlyAdminMixin:
-    """Show rows without add or change; deleting stays with Django's permissions so a person's erasure can cascade."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)  # type: ignore[misc]
-        actions.pop("delete_selected", None)
-        return actions
+from marketing.admin import ReadOnlyAdmin, ReadOnlyInline
 
 
 @admin.register(CapturedEmail)
-class CapturedEmailAdmin(admin.ModelAdmin):
+class CapturedEmailAdmin(ReadOnlyAdmin):
     list_display = ("subject", "to", "from_email", "created_at")
     search_fields = ("subject", "to")
     date_hierarchy = "created_at"
@@ -47,30 +33,18 @@ class CapturedEmailAdmin(admin.ModelAdmin):
             obj.html_body,
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Captured mail is a local outbox, not a record: clearing it is fine.
+        return admin.ModelAdmin.has_delete_permission(self, request, obj)
 
 
-class DeliveryEventInline(admin.TabularInline):
+class DeliveryEventInline(ReadOnlyInline):
     model = DeliveryEvent
     fields = ("occurred_at", "kind", "is_machine", "source", "url", "user_agent", "ip_address", "detail")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ("subscriber", "message_key", "status", "esp_name", "sent_at", "delivered_at", "first_opened_at",
                     "first_clicked_at", "open_count", "click_count")
     list_filter = ("status", "esp_name", "bounce_type")
@@ -88,7 +62,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(MessageStats)
-class MessageStatsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageStatsAdmin(ReadOnlyAdmin):
     list_display = ("message_key", "sent", "delivered", "delivery_rate", "unique_opens", "human_opens", "opens",
                     "open_rate", "unique_clicks", "human_clicks", "click_rate", "bounces", "soft_bounces",
                     "complaints", "unsubscribes", "failed", "updated_at")

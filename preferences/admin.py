@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 
+from marketing.admin import ReadOnlyAdmin
 from preferences.models import PreferenceChange, Signup, SubscriberPreferences, Topic
 
 
@@ -25,19 +26,6 @@ class TopicAdmin(admin.ModelAdmin):
     @admin.display(description="subscribers", ordering="_subscribers")
     def subscriber_count(self, obj: Any) -> int:
         return obj._subscribers
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Show rows that only actions write: no adding, changing or deleting here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(SubscriberPreferences)

@@ -17,6 +17,7 @@ from django_countries.filters import CountryFilter
 from import_export.admin import ExportActionMixin
 from import_export.formats.base_formats import CSV
 
+from marketing.admin import ReadOnlyAdmin, ReadOnlyInline
 from preferences import actions as preference_actions
 from preferences.models import Topic, TopicSubscription
 from subscribers import actions
@@ -93,16 +94,12 @@ class SourceListFilter(admin.SimpleListFilter):
         return queryset.filter(source=self.value()) if self.value() else queryset
 
 
-class ConsentRecordInline(admin.TabularInline):
+class ConsentRecordInline(ReadOnlyInline):
     model = ConsentRecord
     verbose_name = "consent entry"
     verbose_name_plural = "Consent history (append-only ledger)"
     fields = ("occurred_at", "purpose_display", "granted_display", "method", "notice_version", "ip_address", "actor")
-    readonly_fields = fields
     ordering = ("-occurred_at", "-id")
-    extra = 0
-    can_delete = False
-    show_change_link = False
 
     @admin.display(description="purpose")
     def purpose_display(self, obj: ConsentRecord) -> str:
@@ -112,44 +109,17 @@ class ConsentRecordInline(admin.TabularInline):
     def granted_display(self, obj: ConsentRecord) -> str:
         return status_badge("subscribed" if obj.granted else "complained", "granted" if obj.granted else "withdrawn")
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class TopicSubscriptionInline(admin.TabularInline):
+class TopicSubscriptionInline(ReadOnlyInline):
     model = TopicSubscription
     verbose_name_plural = "Topics"
     fields = ("topic", "subscribed", "changed_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
-class PrivacyRequestInline(admin.TabularInline):
+class PrivacyRequestInline(ReadOnlyInline):
     model = PrivacyRequest
     verbose_name_plural = "Privacy requests (exports and erasure)"
     fields = ("occurred_at", "kind", "method", "actor")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AddToTopicForm(forms.Form):
@@ -390,7 +360,7 @@ class AttributeDefinitionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(admin.ModelAdmin):
+class ConsentRecordAdmin(ReadOnlyAdmin):
     list_display = ("occurred_at", "subscriber", "purpose", "topic", "granted", "method", "notice_version", "actor")
     list_filter = ("purpose", "granted", "method", "topic", "occurred_at")
     search_fields = ("subscriber__email", "notice_version")
@@ -398,27 +368,12 @@ class ConsentRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "occurred_at"
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(SuppressedAddress)
-class SuppressedAddressAdmin(admin.ModelAdmin):
+class SuppressedAddressAdmin(ReadOnlyAdmin):
     list_display = ("email_hash", "reason", "created_at")
     list_filter = ("reason",)
     search_fields = ("email_hash",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ImportUploadForm(forms.Form):
@@ -611,16 +566,6 @@ class WriteKeyAdmin(admin.ModelAdmin):
                           messages.SUCCESS)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Facts that arrive from the tracking API: shown, never edited by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
     list_display = ("name", "subscriber", "anonymous_id", "occurred_at", "source")
@@ -639,18 +584,13 @@ class ProductAdmin(ReadOnlyAdmin):
     search_fields = ("name", "product_id", "sku", "category")
 
 
-class OrderItemInline(admin.TabularInline):
+class OrderItemInline(ReadOnlyInline):
     model = OrderItem
     fields = ("name", "sku", "category", "price", "quantity", "product")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Order)
+
+
 class OrderAdmin(ReadOnlyAdmin):
     list_display = ("order_id", "subscriber", "total", "refunded", "currency", "status", "occurred_at")
     list_filter = ("status", "currency", "occurred_at")
