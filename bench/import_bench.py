@@ -48,7 +48,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from common import ensure_database, migrate, pg_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -110,28 +111,6 @@ def configure_env(database_url: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "marketing.settings"
     # Uploaded files, cache and broker queue of the bench stay in bench/out/.
     os.environ.setdefault("VAR_DIR", str(OUT / "var"))
-
-
-def pg_dsn(database_url: str, dbname: str | None = None) -> str:
-    parts = urlsplit(database_url)
-    if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
-        sys.exit(f"--database-url must be a PostgreSQL URL, not {database_url!r}")
-    path = f"/{dbname}" if dbname is not None else parts.path
-    return urlunsplit(("postgresql", parts.netloc, path, parts.query, parts.fragment))
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-
-    name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(pg_dsn(database_url, "postgres"), autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-
-
-def migrate() -> None:
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
 
 
 def peak_rss_mb() -> float:

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import ensure_database, migrate
+
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_EVENTS_PER_S = 5000
 GOAL_P99_MS = 250
@@ -48,18 +50,11 @@ def django_env(database_url: str) -> dict[str, str]:
 
 def prepare(database_url: str, people: int) -> str:
     """Create the database, migrate, empty the behaviour tables, add people and a write key."""
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+    ensure_database(database_url)
     env = django_env(database_url)
+    migrate(env)
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     script = f"""
-from subscribers.models import Event, Order, Product, AnonymousVisitor, Subscriber
 from django.db import connection
 with connection.cursor() as c:
     c.execute("TRUNCATE subscribers_event, subscribers_orderitem, subscribers_order, subscribers_product, "
