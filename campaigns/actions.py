@@ -323,10 +323,7 @@ def _apply(batch: _Batch, delivery: Delivery, event: TrackingEvent) -> None:
             reference_at=delivery.delivered_at or delivery.sent_at,
             machine_hint=event.machine_hint,
         )
-        if kind == EventKind.OPENED:
-            _apply_open(batch, delivery, stats, at, machine)
-        else:
-            _apply_click(batch, delivery, stats, at, machine)
+        _apply_engagement(batch, delivery, stats, kind, at, machine)
         keep_row = not batch.anonymous
     if keep_row:
         batch.rows.append(
@@ -346,42 +343,35 @@ def _apply(batch: _Batch, delivery: Delivery, event: TrackingEvent) -> None:
         )
 
 
-def _apply_open(batch: _Batch, delivery: Delivery, stats: Counter[str], at: dt.datetime, machine: bool) -> None:
-    stats["opens"] += 1
-    if not machine:
-        stats["human_opens"] += 1
-    if batch.anonymous:
-        return
-    delivery.open_count += 1
-    if machine:
-        delivery.machine_open_count += 1
-        return
-    if delivery.first_opened_at is None:
-        stats["unique_opens"] += 1
-    if delivery.first_opened_at is None or at < delivery.first_opened_at:
-        delivery.first_opened_at = at
-    _raise_status(delivery, DeliveryStatus.OPENED)
-    person = batch.person(delivery)
-    person.opened_at = max(person.opened_at or at, at)
+# Per kind: the counters and times an open or a click moves.
+_ENGAGEMENT = {
+    EventKind.OPENED: ("opens", "human_opens", "unique_opens", "open_count", "machine_open_count",
+                       "first_opened_at", DeliveryStatus.OPENED, "opened_at"),
+    EventKind.CLICKED: ("clicks", "human_clicks", "unique_clicks", "click_count", "machine_click_count",
+                        "first_clicked_at", DeliveryStatus.CLICKED, "clicked_at"),
+}
 
 
-def _apply_click(batch: _Batch, delivery: Delivery, stats: Counter[str], at: dt.datetime, machine: bool) -> None:
-    stats["clicks"] += 1
+def _apply_engagement(batch: _Batch, delivery: Delivery, stats: Counter[str], kind: str, at: dt.datetime,
+                      machine: bool) -> None:
+    total, human, unique, count, machine_count, first_at, status, person_at = _ENGAGEMENT[kind]
+    stats[total] += 1
     if not machine:
-        stats["human_clicks"] += 1
+        stats[human] += 1
     if batch.anonymous:
         return
-    delivery.click_count += 1
+    setattr(delivery, count, getattr(delivery, count) + 1)
     if machine:
-        delivery.machine_click_count += 1
+        setattr(delivery, machine_count, getattr(delivery, machine_count) + 1)
         return
-    if delivery.first_clicked_at is None:
-        stats["unique_clicks"] += 1
-    if delivery.first_clicked_at is None or at < delivery.first_clicked_at:
-        delivery.first_clicked_at = at
-    _raise_status(delivery, DeliveryStatus.CLICKED)
+    first = getattr(delivery, first_at)
+    if first is None:
+        stats[unique] += 1
+    if first is None or at < first:
+        setattr(delivery, first_at, at)
+    _raise_status(delivery, status)
     person = batch.person(delivery)
-    person.clicked_at = max(person.clicked_at or at, at)
+    setattr(person, person_at, max(getattr(person, person_at) or at, at))
 
 
 def _suppress(person: _PersonChanges, status: str, event: TrackingEvent) -> None:

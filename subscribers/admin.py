@@ -28,7 +28,6 @@ from subscribers.models import (
     Event,
     ImportJob,
     ImportMode,
-    ImportStatus,
     Order,
     OrderItem,
     PrivacyRequest,
@@ -510,7 +509,7 @@ def _progress_payload(job: ImportJob) -> dict[str, Any]:
     from django.core.cache import cache
 
     live = cache.get(actions.progress_key(job.pk)) or {}
-    running = job.status in {ImportStatus.QUEUED, ImportStatus.CHECKING, ImportStatus.IMPORTING}
+    running = job.is_running
     return {
         "status": job.status,
         "status_label": job.get_status_display(),
