@@ -13,9 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, DecimalField, ExpressionWrapper, F, Value, When
@@ -54,7 +57,8 @@ CART_EVENTS = frozenset({"Cart Viewed", "Checkout Started", "Order Completed", "
 # Calls that say the person is active on the site or app.
 ACTIVITY_TYPES = frozenset({"track", "page", "screen"})
 MONEY = DecimalField(max_digits=14, decimal_places=2)
-DEADLOCK_RETRIES = 3
+DEADLOCK_RETRIES = 5
+T = TypeVar("T")
 
 
 @dataclass
@@ -88,8 +92,6 @@ def ingest_calls(
     result = IngestResult()
     received_at = timezone.now()
     calls: list[tuple[int, Call]] = []
-    kept: list[tuple[int, Call]] = []
-    people: dict[str, int] = {}
     for index, raw in enumerate(raw_calls):
         try:
             if call_size(raw) > MAX_CALL_BYTES:
@@ -101,23 +103,34 @@ def ingest_calls(
             result.errors.append({"index": index, "error": str(exc)})
     if not calls:
         return result
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            kept, people = _store(calls, source, received_at, result)
-            break
-        except OperationalError as exc:
-            # Two batches touching the same people in a different order: PostgreSQL
-            # aborts one of them; nothing of it was written, so run it again.
-            if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
-                raise
-            result.warnings = []
-            result.duplicates = 0
+
+    def store() -> tuple[list[tuple[int, Call]], dict[str, int]]:
+        result.warnings, result.duplicates = [], 0
+        return _store(calls, source, received_at, result)
+
+    kept, people = _retry_on_deadlock(store)
     # Monotonic, idempotent bookkeeping runs after the commit, in its own short
     # transactions, so concurrent batches never queue on these rows.
-    _touch_last_seen(kept, people)
+    _retry_on_deadlock(lambda: _touch_last_seen(kept, people))
     _mark_used(source, received_at)
     result.accepted = len(kept)
     return result
+
+
+def _retry_on_deadlock(work: Callable[[], T]) -> T:
+    """Run one transaction's ``work``, again if PostgreSQL aborted it as a deadlock victim.
+
+    Two batches touching the same people in a different order make PostgreSQL
+    abort one of them; nothing of it was written, so it can simply run again.
+    """
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return work()
+        except OperationalError as exc:
+            if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # let the other transaction finish
+    raise AssertionError("unreachable")
 
 
 def _store(calls: list[tuple[int, Call]], source: WriteKey | None, received_at: dt.datetime,

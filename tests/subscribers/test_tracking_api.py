@@ -318,3 +318,28 @@ def test_create_write_key_command_prints_a_working_key(db, capsys, client):
     response = client.post("/v1/track", json.dumps({"anonymousId": "a", "event": "x"}),
                            content_type="application/json", HTTP_AUTHORIZATION=auth)
     assert response.status_code == 200
+
+
+def test_a_deadlock_victim_is_run_again_other_errors_are_not():
+    from django.db import OperationalError
+
+    from subscribers.tracking.ingest import _retry_on_deadlock
+
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OperationalError("deadlock detected")
+        return "stored"
+
+    assert _retry_on_deadlock(flaky) == "stored" and len(attempts) == 3
+
+    def broken():
+        attempts.append(1)
+        raise OperationalError("disk full")
+
+    attempts.clear()
+    with pytest.raises(OperationalError, match="disk full"):
+        _retry_on_deadlock(broken)
+    assert len(attempts) == 1
