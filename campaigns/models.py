@@ -201,3 +201,12 @@ class MessageStats(models.Model):
 
     def __str__(self) -> str:
         return self.message_key
+
+
+from campaigns.segments.models import (  # noqa: E402, F401 - the segments package's models belong to this app
+    Segment,
+    SegmentDependency,
+    SegmentMembership,
+    SegmentMembershipChange,
+    SegmentRefresh,
+)

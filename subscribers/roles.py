@@ -1,8 +1,8 @@
 """Define the staff roles and keep their groups' permissions in step with the models.
 
-Marketing manager: everything in the product's apps, including deletion and
-personal-data export. Marketer: everything except deleting and exporting
-personal data. Analyst: read-only. The groups are created by a migration
+Marketing manager: everything in the product's apps, including deletion,
+personal-data export and segment SQL plans. Marketer: everything except
+deleting, exporting personal data and reading SQL plans. Analyst: read-only. The groups are created by a migration
 and re-synced after every ``migrate``, so models added later join the roles.
 """
 
@@ -20,7 +20,7 @@ def role_allows(role: str, codename: str) -> bool:
     if role == MARKETING_MANAGER:
         return True
     if role == MARKETER:
-        return not codename.startswith(("delete_", "export_"))
+        return not codename.startswith(("delete_", "export_", "explain_"))
     if role == ANALYST:
         return codename.startswith("view_")
     return False

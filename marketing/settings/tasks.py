@@ -40,3 +40,14 @@ CELERY_BEAT_SCHEDULE["expire-signups"] = {
     "schedule": crontab(minute=41),
     "options": {"expires": 30 * 60},
 }
+# Segments: tracked segments are materialized (entries and exits recorded), counts kept current.
+CELERY_BEAT_SCHEDULE["refresh-tracked-segments"] = {
+    "task": "campaigns.segments.tasks.refresh_tracked_segments_task",
+    "schedule": crontab(minute="*/15"),
+    "options": {"expires": 10 * 60},
+}
+CELERY_BEAT_SCHEDULE["recount-segments"] = {
+    "task": "campaigns.segments.tasks.recount_segments_task",
+    "schedule": crontab(minute=7),
+    "options": {"expires": 30 * 60},
+}
