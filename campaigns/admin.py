@@ -85,3 +85,6 @@ class MessageStatsAdmin(ReadOnlyAdmin):
 
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
+from campaigns.segments import admin as segments_admin  # noqa: E402, F401 - registers the segment screens

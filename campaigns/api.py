@@ -39,3 +39,18 @@ def message_stats(*, message_key: str) -> dict[str, int]:
     """Return the running totals of one message (all zero when nothing was recorded yet)."""
     row = MessageStats.objects.filter(message_key=message_key).values(*STATS_FIELDS).first()
     return dict(row) if row else dict.fromkeys(STATS_FIELDS, 0)
+
+
+def lifecycle_stage(*, subscriber_id: int) -> tuple[str, str]:
+    """Return a person's lifecycle stage as (key, label), derived from the prebuilt segments."""
+    from campaigns.segments import actions as segment_actions
+
+    stage = segment_actions.lifecycle_stage(subscriber_id=subscriber_id) or "lead"
+    return stage, segment_actions.lifecycle_label(stage)
+
+
+def segment_history(*, subscriber_id: int) -> list[dict[str, Any]]:
+    """Return the tracked segments a person is in (``member_since``) and their recent entries and exits."""
+    from campaigns.segments import actions as segment_actions
+
+    return segment_actions.segment_history(subscriber_id=subscriber_id)

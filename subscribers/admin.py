@@ -187,7 +187,7 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     readonly_fields = ("status_display", "created_at", "updated_at", "confirmed_at", "status_changed_at",
                        "attributes_display", "consent_summary", "order_count", "total_spent", "average_order_value",
                        "first_order_at", "last_order_at", "last_seen_at", "last_open_at", "last_click_at",
-                       "emails_received")
+                       "emails_received", "lifecycle_display", "segments_display")
     inlines = [TopicSubscriptionInline, ConsentRecordInline, PrivacyRequestInline]
     actions = ["add_to_topic", "unsubscribe_selected", "erase_selected"]
     change_form_template = "admin/subscribers/subscriber/change_form.html"
@@ -202,6 +202,7 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
             ("About", {"fields": (("birth_date", "gender"), ("company", "job_title", "industry"))}),
             ("Origin", {"fields": ("source", "external_id", "tags")}),
             ("Custom attributes", {"fields": ("attributes_display", "attributes")}),
+            ("Lifecycle and segments", {"fields": ("lifecycle_display", "segments_display")}),
             ("Activity", {"fields": (("order_count", "total_spent", "average_order_value"),
                                      ("first_order_at", "last_order_at"), ("last_seen_at", "last_open_at",
                                                                            "last_click_at"), "emails_received")}),
@@ -233,6 +234,34 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>",
                              ((labels.get(k, k), v) for k, v in sorted(obj.attributes.items()))),
         )
+
+    @admin.display(description="lifecycle stage")
+    def lifecycle_display(self, obj: Subscriber) -> str:
+        from campaigns.api import lifecycle_stage
+
+        if obj.pk is None:
+            return "—"
+        stage, label = lifecycle_stage(subscriber_id=obj.pk)
+        return format_html('<span class="mk-stage mk-stage-{}">{}</span>', stage, label)
+
+    @admin.display(description="segment membership")
+    def segments_display(self, obj: Subscriber) -> str:
+        from campaigns.api import segment_history
+
+        if obj.pk is None:
+            return "—"
+        rows = segment_history(subscriber_id=obj.pk)
+        if not rows:
+            return "In no tracked segment, and no entries or exits recorded."
+        lines = []
+        for row in rows:
+            if "member_since" in row:
+                lines.append((row["segment"], "member since", row["member_since"].strftime("%Y-%m-%d %H:%M")))
+            else:
+                lines.append((row["segment"], "entered" if row["entered"] else "left",
+                              row["at"].strftime("%Y-%m-%d %H:%M")))
+        return format_html('<table class="mk-kv">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td>{} {}</td></tr>", lines))
 
     @admin.display(description="current consent")
     def consent_summary(self, obj: Subscriber) -> str:

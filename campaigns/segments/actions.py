@@ -86,7 +86,7 @@ def build_context(*, segment_id: int | None = None, now: Any = None) -> CompileC
 
 def audience() -> QuerySet[Subscriber]:
     """Return everyone segments choose from: all people except erased tombstones."""
-    return Subscriber.objects.exclude(status=SubscriberStatus.ERASED)
+    return Subscriber.objects.exclude(status=SubscriberStatus.ERASED).order_by()
 
 
 def segment_queryset(rules: Any, *, segment_id: int | None = None, ctx: CompileContext | None = None,

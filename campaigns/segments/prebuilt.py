@@ -31,7 +31,8 @@ PREBUILT: list[dict[str, Any]] = [
     {"name": "Lapsed customers", "system_key": "lapsed_customers",
      "description": "No order for more than twice their usual interval, or for 180 days. Defines the “lapsed” stage.",
      "rules": {"match": "all", "rules": [{"field": "lapsed", "op": "is_true", "multiplier": 2, "days": 180}]}},
-    {"name": "Cart abandoners", "description": "Added to cart or started checkout in the last 24 hours, no order since.",
+    {"name": "Cart abandoners",
+     "description": "Added to cart or started checkout in the last 24 hours, no order since.",
      "rules": {"match": "all", "rules": [{"field": "cart_abandoned", "op": "is_true", "within_hours": 24}]}},
     {"name": "Unengaged 90 days", "description": "Subscribed for over 90 days with no open or click in 90 days.",
      "rules": {"match": "all", "rules": [
