@@ -379,8 +379,8 @@ def _tags(path: str, op: str, value: Any) -> Q:
     items = [str(v).strip() for v in (_list(value) if op in {"has_any", "has_none"} else [_text(value)])]
     column = f'"subscribers_subscriber"."{path}"'
     if connection.vendor == "postgresql":
-        sql = f"{column} ?| %s::text[]"  # noqa: S608 - column is from the allow-list
-        params: tuple[Any, ...] = (items,)
+        sql = f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({column}) tag WHERE lower(tag) = ANY(%s))"
+        params: tuple[Any, ...] = ([i.lower() for i in items],)
     else:
         marks = ", ".join("%s" for _ in items)
         sql = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE lower(value) IN ({marks}))"
