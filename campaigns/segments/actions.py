@@ -308,7 +308,7 @@ def refresh_membership(segment: Segment) -> SegmentRefresh:
     Segment.objects.select_for_update().filter(pk=segment.pk).first()
     started = time.perf_counter()
     now = timezone.now()
-    member_sql, member_params = members(segment, now=now).values("pk").query.sql_with_params()
+    member_sql, member_params = members(segment, now=now).values("id").query.sql_with_params()
     initial = not SegmentRefresh.objects.filter(segment=segment).exists()
     refresh = SegmentRefresh.objects.create(segment=segment, started_at=now, initial=initial)
     memberships, changes = SegmentMembership._meta.db_table, SegmentMembershipChange._meta.db_table

@@ -679,7 +679,9 @@ def _lapsed(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
     """Customers whose last order is older than N× their usual interval between orders, or than D days.
 
     The usual interval is (last order − first order) / (orders − 1), so it
-    exists from the second order on; one-time buyers lapse after D days.
+    exists from the second order on, and counts only when it is at least a
+    day (orders placed together say nothing about rhythm); everyone else
+    lapses after D days.
     """
     multiplier = _number(rule.get("multiplier", 2), "The multiplier")
     days = _whole(rule.get("days", 180))
@@ -689,6 +691,7 @@ def _lapsed(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
     last, first = _epoch("last_order_at"), _epoch("first_order_at")
     overdue = RawSQL(  # noqa: S611 - only numbers are interpolated, values are parameters
         f'("subscribers_subscriber"."order_count" >= 2 AND '
+        f'({last} - {first}) >= 86400 * ("subscribers_subscriber"."order_count" - 1) AND '
         f'(%s - {last}) * ("subscribers_subscriber"."order_count" - 1) > %s * ({last} - {first}))',
         (now, float(multiplier)), output_field=BooleanField(),
     )
