@@ -6,8 +6,10 @@ SegmentDependency, SegmentMembership or SegmentMembershipChange rows itself.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,14 +63,32 @@ class SegmentInUse(Exception):
 # --- Compiling with the database's view of the world ------------------------
 
 
+class AttributeCatalogue(Mapping):
+    """The custom-attribute catalogue as ``key -> (type, choices)``, read the first time a rule needs it."""
+
+    @functools.cached_property
+    def _rows(self) -> dict[str, tuple[str, list[str]]]:
+        return {key: (kind, list(choices or [])) for key, kind, choices in
+                AttributeDefinition.objects.values_list("key", "type", "choices")}
+
+    def __getitem__(self, key: str) -> tuple[str, list[str]]:
+        return self._rows[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 def build_context(*, segment_id: int | None = None, now: Any = None) -> CompileContext:
     """Return a compile context reading attributes, segments and topics from the database."""
     from preferences.models import Topic
 
-    attributes = {key: (kind, list(choices or [])) for key, kind, choices in
-                  AttributeDefinition.objects.values_list("key", "type", "choices")}
-    sources = dict(Segment.objects.filter(system_key__in=LIFECYCLE_SOURCES.values())
-                   .values_list("system_key", "rules"))
+    @functools.cache
+    def sources() -> dict[str, Any]:
+        return dict(Segment.objects.filter(system_key__in=LIFECYCLE_SOURCES.values())
+                    .values_list("system_key", "rules"))
 
     def segment_rules(pk: int) -> tuple[str, Any] | None:
         row = Segment.objects.filter(pk=pk).values_list("name", "rules").first()
@@ -76,9 +96,9 @@ def build_context(*, segment_id: int | None = None, now: Any = None) -> CompileC
 
     return CompileContext(
         now=now or timezone.now(),
-        attributes=attributes,
+        attributes=AttributeCatalogue(),
         segment_rules=segment_rules,
-        lifecycle_rules=lambda stage: sources.get(LIFECYCLE_SOURCES[stage]),
+        lifecycle_rules=lambda stage: sources().get(LIFECYCLE_SOURCES[stage]),
         topics=lambda pk: Topic.objects.filter(pk=pk).exists(),
         stack=(f"segment:{segment_id}",) if segment_id else (),
     )

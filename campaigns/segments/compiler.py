@@ -786,15 +786,21 @@ BUCKET_MODULUS = 4294967296
 BUCKET_MULTIPLIER = 2654435761
 
 
+def bucket_multiplier(salt: int) -> int:
+    """Return the odd multiplier of a salt: each salt orders people differently (multiplicative hashing)."""
+    multiplier = (BUCKET_MULTIPLIER + salt * 2246822518) % BUCKET_MODULUS
+    return multiplier | 1
+
+
 def random_bucket(subscriber_id: int, salt: int = 0) -> int:
-    """Return the stable bucket 0–99 of a person, the same the SQL computes (Knuth's multiplicative hash)."""
-    return ((subscriber_id * BUCKET_MULTIPLIER + salt * 40503) % BUCKET_MODULUS) * 100 // BUCKET_MODULUS
+    """Return the stable bucket 0–99 of a person, the same the SQL computes."""
+    return (subscriber_id * bucket_multiplier(salt) % BUCKET_MODULUS) * 100 // BUCKET_MODULUS
 
 
 def _bucket(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
     salt = _whole(rule.get("salt", 0), "The salt", 0, 10**6)
     expression = RawSQL(  # noqa: S611 - only validated integers are interpolated
-        f'((("subscribers_subscriber"."id" * {BUCKET_MULTIPLIER} + {salt * 40503}) %% {BUCKET_MODULUS}) * 100 '
+        f'((("subscribers_subscriber"."id" * {bucket_multiplier(salt)}) %% {BUCKET_MODULUS}) * 100 '
         f"/ {BUCKET_MODULUS})", (),
     )
     from django.db.models import IntegerField, lookups
