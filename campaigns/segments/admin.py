@@ -16,13 +16,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.shortcuts import get_object_or_404, render
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from campaigns.segments import actions
 from campaigns.segments.compiler import SegmentRuleError, catalogue
 from campaigns.segments.models import Segment, SegmentRefresh
 from campaigns.segments.widgets import SegmentRulesWidget
-from marketing.admin import ReadOnlyInline
 from preferences import actions as preference_actions
 from preferences.models import Topic
 from subscribers.admin import AddToTopicForm, admin_evidence
@@ -55,17 +55,6 @@ class SegmentForm(forms.ModelForm):
         return rules
 
 
-class SegmentRefreshInline(ReadOnlyInline):
-    model = SegmentRefresh
-    verbose_name_plural = "Membership snapshots (latest first)"
-    fields = ("started_at", "members", "entered", "left", "seconds", "initial")
-    max_num = 10
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        recent = SegmentRefresh.objects.order_by("-started_at", "-id").values("pk")
-        return super().get_queryset(request).filter(pk__in=[r["pk"] for r in recent[:200]])
-
-
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
     form = SegmentForm
@@ -73,8 +62,8 @@ class SegmentAdmin(admin.ModelAdmin):
     list_display_links = ("name",)
     list_filter = ("track_membership",)
     search_fields = ("name", "description")
-    readonly_fields = ("members", "counted", "refreshed", "where_used", "created_by", "created_at", "updated_at")
-    inlines = [SegmentRefreshInline]
+    readonly_fields = ("members", "counted", "refreshed", "recent_snapshots", "where_used", "created_by",
+                       "created_at", "updated_at")
     actions = ["recount_selected", "refresh_selected", "export_members", "add_members_to_topic"]
     change_form_template = "admin/campaigns/segment/change_form.html"
 
@@ -84,13 +73,10 @@ class SegmentAdmin(admin.ModelAdmin):
                                 ("Membership", {"fields": ("track_membership",)})]
         if obj is not None:
             fieldsets[2] = ("Membership", {"fields": ("track_membership", ("members", "counted"), "refreshed",
-                                                      "where_used")})
+                                                      "recent_snapshots", "where_used")})
             fieldsets.append(("History", {"fields": (("created_by", "created_at", "updated_at"),),
                                           "classes": ("collapse",)}))
         return fieldsets
-
-    def get_inlines(self, request: HttpRequest, obj: Segment | None) -> Any:
-        return self.inlines if obj is not None and obj.track_membership else []
 
     @admin.display(description="members", ordering="member_count")
     def members(self, obj: Segment) -> str:
@@ -108,6 +94,19 @@ class SegmentAdmin(admin.ModelAdmin):
         if not obj.track_membership:
             return "—"
         return f"{timesince(obj.refreshed_at, timezone.now())} ago" if obj.refreshed_at else "waiting for the first"
+
+    @admin.display(description="latest snapshots")
+    def recent_snapshots(self, obj: Segment) -> str:
+        rows = SegmentRefresh.objects.filter(segment=obj).order_by("-started_at", "-id")[:10]
+        if not rows:
+            return "None yet." if obj.track_membership else "Turn on “track membership” to keep snapshots."
+        return format_html(
+            '<table class="mk-kv"><tr><th>when</th><th>members</th><th>entered</th><th>left</th><th>took</th></tr>'
+            "{}</table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} s</td></tr>", (
+                (f"{r.started_at:%Y-%m-%d %H:%M}" + (" (first)" if r.initial else ""), f"{r.members:,}",
+                 f"{r.entered:,}", f"{r.left:,}", f"{r.seconds:.2f}") for r in rows)),
+        )
 
     @admin.display(description="rules")
     def rules_summary(self, obj: Segment) -> str:

@@ -158,5 +158,6 @@ def test_refresh_action_and_subscriber_page_show_membership(manager, make_subscr
     response = manager.post("/admin/campaigns/segment/", {"action": "refresh_selected",
                                                           "_selected_action": [segment.pk]}, follow=True)
     assert "1 members, 1 entered, 0 left" in response.content.decode()
+    assert "(first)" in manager.get(f"/admin/campaigns/segment/{segment.pk}/change/").content.decode()
     page = manager.get(f"/admin/subscribers/subscriber/{ann.pk}/change/").content.decode()
     assert "Loyal customer" in page and "member since" in page

@@ -8,7 +8,10 @@ REQUIRE_INTEGRATION=1, which turns any skip here into a failure.
 import os
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.db import connection
+
+from marketing.celery import app
 
 
 @pytest.fixture
@@ -23,3 +26,14 @@ def real_stack(settings):
         if os.environ.get("REQUIRE_INTEGRATION") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def worker(real_stack):
+    """Run a real Celery worker (solo pool) on the configured broker for the test."""
+    app.conf.task_always_eager = False
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"):
+            yield
+    finally:
+        app.conf.task_always_eager = True

@@ -3,10 +3,8 @@
 import time
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from marketing.celery import app
 from preferences.models import Topic, TopicSubscription
 from subscribers import actions
 from subscribers.models import ImportJob, ImportStatus, Subscriber
@@ -22,16 +20,6 @@ def wait_for(job_id: int, status: str, timeout: float = 60) -> ImportJob:
             return job
         time.sleep(0.2)
     raise AssertionError(f"import {job_id} did not reach {status}; it is {job.status}")
-
-
-@pytest.fixture
-def worker(real_stack):
-    app.conf.task_always_eager = False
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"):
-            yield
-    finally:
-        app.conf.task_always_eager = True
 
 
 def test_background_import_through_a_real_worker(worker, settings, tmp_path):
