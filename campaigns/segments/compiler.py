@@ -42,6 +42,7 @@ from django.db.models import (
     Exists,
     F,
     FloatField,
+    Func,
     Max,
     Min,
     OuterRef,
@@ -271,7 +272,7 @@ def _negate_or_null(q: Q, path: str) -> Q:
 
 def compare_number(path: str, op: str, value: Any, *, cast: bool = False) -> Q:
     """Compare a number column (or, with ``cast``, a JSON attribute path read as a number)."""
-    lhs: Any = Cast(KeyTextTransform(*reversed(path.split("__", 1))), FloatField()) if cast else F(path)
+    lhs: Any = JSONNumber(KeyTextTransform(*reversed(path.split("__", 1)))) if cast else F(path)
     if op == "is_set":
         return Q(**{f"{path}__isnull": False})
     if op == "is_not_set":
@@ -289,6 +290,19 @@ def compare_number(path: str, op: str, value: Any, *, cast: bool = False) -> Q:
         raise ValueError(f"“{OPERATOR_LABELS.get(op, op)}” does not apply to numbers.")
     q = _lookup(lhs, lookup, number, cast) if cast else Q(**{f"{path}__{lookup}": number})
     return _negate_or_null(q, path) if op == "not_equals" else q
+
+
+class JSONNumber(Func):
+    """Read a JSON value as a number; text that is not a number reads as NULL instead of failing the query."""
+
+    template = "CAST(%(expressions)s AS REAL)"  # SQLite's CAST never fails
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        inner, params = compiler.compile(self.source_expressions[0])
+        pattern = r"^\s*-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?\s*$"
+        sql = f"(CASE WHEN ({inner}) ~ %s THEN CAST(({inner}) AS double precision) END)"
+        return sql, (*params, pattern, *params)
 
 
 def _lookup(lhs: Any, lookup: str, number: Decimal, cast: bool) -> Q:

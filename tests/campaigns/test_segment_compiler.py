@@ -252,6 +252,9 @@ CASES = [
     (r("event", "at_least", 1, event="Product Viewed", where=[{"property": "price", "op": "gte", "value": 100}]),
      {"ana"}),
     (r("event", "at_least", 0, event="Nothing"), EVERYONE),
+    # a number comparison on a text property matches nobody instead of failing the query
+    (r("event", "at_least", 1, event="Product Viewed", where=[{"property": "category", "op": "gte", "value": 5}]),
+     set()),
     (r("event_first", "before", "2026-11-01", event="Product Viewed"), {"ana"}),
     (r("event_last", "in_last_days", 2, event="Product Viewed"), {"ben"}),
     (r("event_last", "more_than_days_ago", 4, event="Product Viewed"), {"dan"}),
