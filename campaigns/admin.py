@@ -87,4 +87,5 @@ def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%" if whole else "—"
 
 
+from campaigns.content import admin as content_admin  # noqa: E402, F401 - registers the content screens
 from campaigns.segments import admin as segments_admin  # noqa: E402, F401 - registers the segment screens

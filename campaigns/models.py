@@ -203,6 +203,15 @@ class MessageStats(models.Model):
         return self.message_key
 
 
+from campaigns.content.models import (  # noqa: E402, F401 - the content package's models belong to this app
+    Campaign,
+    CampaignSegment,
+    CampaignStatus,
+    ContentBlock,
+    EmailLayout,
+    Variant,
+    VariantTranslation,
+)
 from campaigns.segments.models import (  # noqa: E402, F401 - the segments package's models belong to this app
     Segment,
     SegmentDependency,

@@ -178,7 +178,8 @@ def segment_usages(segment: Segment) -> list[str]:
         if relation.on_delete.__name__ != "PROTECT" or relation.related_model is SegmentDependency:
             continue
         for obj in relation.related_model._default_manager.filter(**{relation.field.name: segment})[:10]:
-            usages.append(f"{relation.related_model._meta.verbose_name} “{obj}”")
+            label = getattr(obj, "usage_label", None)
+            usages.append(label() if label else f"{relation.related_model._meta.verbose_name} “{obj}”")
     return usages
 
 
@@ -255,11 +256,12 @@ def preview_segment(rules: Any, *, segment_id: int | None = None, sample_size: i
     result.columns = [_column_label(c) for c in columns]
     for row in queryset.order_by("-id").values("pk", "first_name", "last_name", *columns)[:sample_size]:
         name = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
-        result.sample.append({"id": row["pk"], "name": name,
+        result.sample.append({"id": row["pk"], "name": name, "email": row["email"],
                               "values": [_display(row[c]) for c in columns]})
+    # Everyone sees the warnings; only those allowed see the SQL and the plan behind them.
+    plan, result.warnings = explain_queryset(queryset.values("pk"))
     if explain:
-        result.sql = compiled_sql(queryset.values("pk"))
-        result.plan, result.warnings = explain_queryset(queryset.values("pk"))
+        result.sql, result.plan = compiled_sql(queryset.values("pk")), plan
     return result
 
 
@@ -293,7 +295,8 @@ def compiled_sql(queryset: QuerySet) -> str:
     sql, params = queryset.query.sql_with_params()
     if connection.vendor == "postgresql":
         return connection.ops.compose_sql(sql, params)
-    return str(queryset.query)
+    # SQLite: quote the parameters the way its own query log does.
+    return sql % tuple(connection.ops._quote_params_for_last_executed_query(params))
 
 
 def explain_queryset(queryset: QuerySet) -> tuple[str, list[str]]:

@@ -27,8 +27,7 @@ class SegmentRulesWidget(forms.Textarea):
         return json.dumps(value if value is not None else {"match": "all", "rules": []}, ensure_ascii=False)
 
     def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> str:
-        attrs = {**(attrs or {}), "class": "segment-rules-json", "rows": 6, "hidden": True,
-                 "aria-label": "Rules as JSON"}
+        attrs = {**(attrs or {}), "class": "segment-rules-json", "rows": 6, "aria-label": "Rules as JSON"}
         textarea = super().render(name, value, attrs, renderer)
         return format_html(
             '{}<div class="segment-builder" data-catalogue-url="{}" data-preview-url="{}" data-suggest-url="{}" '

@@ -65,3 +65,11 @@ PREFERENCE_CENTER_RATE_LIMIT = env_str("PREFERENCE_CENTER_RATE_LIMIT", "120/m")
 # Header holding the client's IP when behind a proxy (e.g. X-Forwarded-For; the
 # right-most address is used, the one your proxy saw). Empty: REMOTE_ADDR.
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER", "")
+
+# --- Email content (campaigns/content/; docs/campaigns.md) ---
+# Currency of amounts in emails ({{ total_spent|money }}), ISO 4217.
+DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR").upper()
+# How the {% recommendations %} block picks products.
+RECOMMENDATION_STRATEGY = env_str("RECOMMENDATION_STRATEGY", "bestsellers_in_favourite_category")
+# Addresses test sends may go to (comma-separated); empty: staff users' own addresses.
+TEST_SEND_ADDRESSES = env_list("TEST_SEND_ADDRESSES", [])

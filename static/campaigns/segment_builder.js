@@ -146,7 +146,7 @@
       this.previewTimer = null;
       this.previewAbort = null;
       this.focusNext = null;
-      this.lastErrors = [];
+      this.listening = false;
     }
 
     // --- Start-up ---------------------------------------------------------------
@@ -158,11 +158,11 @@
       try {
         tree = raw ? JSON.parse(raw) : {match: "all", rules: []};
       } catch (error) {
-        this.fallback(`The saved rules are not valid JSON (${error.message}). Fix them below, or start over.`);
+        this.fallback(`The saved rules are not valid JSON (${error.message}). Fix the JSON, or start over.`);
         return;
       }
       if (!isGroup(tree)) {
-        this.fallback("The saved rules do not start with a group (match all or any). Fix them below, or start over.");
+        this.fallback("The saved rules do not start with a group (match all or any). Fix the JSON, or start over.");
         return;
       }
       try {
@@ -174,7 +174,10 @@
       }
       this.indexCatalogue();
       this.tree = tree;
+      this.textarea.hidden = true; // the builder edits it from now on
+      this.textarea.classList.remove("sb-raw");
       this.buildLayout();
+      this.listen();
       this.render();
       this.write();
       this.previewNow();
@@ -187,7 +190,6 @@
       const reset = canReset ? el("button", {type: "button", className: "sb-btn", text: "Start over with no rules",
         onClick: () => {
           this.textarea.value = JSON.stringify({match: "all", rules: []});
-          this.textarea.hidden = true;
           this.start();
         }}) : null;
       this.root.replaceChildren(el("div", {className: "sb-fallback", role: "alert"}, [el("p", {text: message}), reset]));
@@ -232,12 +234,20 @@
           el("h4", {className: "sb-subheading", text: "Query plan"}), this.planPre,
         ]);
       }
+      // The count stays in view beside the rules while they scroll (sticky within .sb-top only, so it
+      // never slides over the sample below).
       this.root.replaceChildren(el("div", {className: "sb-layout"}, [
-        el("section", {className: "sb-rules", "aria-label": "Rules"}, this.treeBox),
-        this.summary,
-        el("section", {className: "sb-details", "aria-label": "Sample of matching people"},
-          [this.sampleBox, this.explainBox]),
+        el("div", {className: "sb-top"}, [
+          el("section", {className: "sb-rules", "aria-label": "Rules"}, this.treeBox),
+          this.summary,
+        ]),
+        el("div", {className: "sb-details"}, [this.sampleBox, this.explainBox]),
       ]));
+    }
+
+    listen() {
+      if (this.listening) return;
+      this.listening = true;
       // Folding a choice list moves what is below it, so a pointer folds it on click, after the click
       // landed; focus arriving while the pointer is down is that same click and waits for it.
       const fold = (event) => {
@@ -330,7 +340,7 @@
       let value = this.convertValue(rule.value, from, to);
       if (isEmpty(value)) value = this.initialValue(field, to);
       put(rule, "value", value);
-      this.focusNext = this.focusKey(rule, "op");
+      if (from !== to) this.focusNext = this.focusKey(rule, "op");
       this.changed(from !== to);
     }
 
@@ -365,13 +375,14 @@
       const active = document.activeElement;
       const wanted = this.focusNext || (active && this.root.contains(active) ? active.dataset.focus : null);
       this.focusNext = null;
+      // The new elements carry no error marks: rule numbers may have shifted, and the preview that follows
+      // every change marks the rules that are wrong now.
       this.paths = new Map();
       this.treeBox.replaceChildren(this.renderGroup(this.tree, null, "", 0));
       if (wanted) {
         const target = this.treeBox.querySelector(`[data-focus="${CSS.escape(wanted)}"]`);
         if (target) target.focus();
       }
-      this.markErrors(this.lastErrors);
     }
 
     renderGroup(group, parent, path, depth) {
@@ -398,6 +409,9 @@
       ]);
       const children = el("div", {className: "sb-children"});
       group.rules.forEach((child, index) => {
+        if (child === null || typeof child !== "object" || Array.isArray(child)) {
+          child = group.rules[index] = {}; // not a rule at all: offer an empty one to fill in
+        }
         const childPath = path ? `${path}.${index + 1}` : String(index + 1);
         if (index > 0) {
           children.append(el("div", {className: "sb-join", "aria-hidden": "true",
@@ -439,7 +453,8 @@
       const field = this.fields.get(rule.field);
       const hintId = nextId("sb-hint");
       const errors = el("div", {className: "sb-node-errors", id: nextId("sb-errors")});
-      const line = el("div", {className: "sb-line"}, [this.fieldSelect(rule, field, `${hintId} ${errors.id}`)]);
+      const described = field && field.help ? `${hintId} ${errors.id}` : errors.id;
+      const line = el("div", {className: "sb-line"}, [this.fieldSelect(rule, field, described)]);
       const params = el("div", {className: "sb-params"});
       if (field) {
         const kind = this.kindOf(field, rule.op);
@@ -700,7 +715,13 @@
         onClick: () => { selected.clear(); sync(); emit(); }}));
       const details = el("details", {className: "sb-choose",
         open: selected.size === 0 || this.openLists.has(rule),
-        onToggle: () => (details.open ? this.openLists.add(rule) : this.openLists.delete(rule))}, [
+        onToggle: () => (details.open ? this.openLists.add(rule) : this.openLists.delete(rule)),
+        onKeydown: (event) => {
+          if (event.key !== "Escape" || !details.open) return;
+          event.preventDefault();
+          details.open = false;
+          details.querySelector("summary").focus();
+        }}, [
         el("summary", {dataset: {focus: this.focusKey(rule, "value")}}, summaryText),
         tools, options,
       ]);
@@ -869,12 +890,11 @@
       this.root.classList.remove("sb-updating");
       this.statusBox.textContent = "";
       const errors = data.errors || [];
-      this.lastErrors = errors;
       this.markErrors(errors);
       if (data.failure) {
         this.countBox.replaceChildren(el("p", {className: "sb-count-note", text: data.failure}));
       } else if (errors.length) {
-        this.countBox.replaceChildren(el("b", {className: "sb-count-number", text: "—"}),
+        this.countBox.replaceChildren(el("b", {className: "sb-count-number sb-none", text: "—"}),
           el("span", {className: "sb-count-note",
             text: errors.length === 1 ? "Fix the rule below to see who matches." : `Fix the ${errors.length} problems below to see who matches.`}));
       } else {
@@ -902,10 +922,11 @@
     /** An error naming a rule ("Rule 2.1 (Number of orders): …") links to that rule. */
     errorLink(message) {
       const match = /^Rule (\d+(?:\.\d+)*)\b/.exec(message);
-      const target = match && this.paths.get(match[1]);
-      if (!target) return message;
+      if (!match || !this.paths.has(match[1])) return message;
       return el("a", {href: "#", className: "sb-error-link", text: message, onClick: (event) => {
         event.preventDefault();
+        const target = this.paths.get(match[1]);
+        if (!target) return;
         const control = target.box.querySelector("select, input, button");
         target.box.scrollIntoView({block: "center", behavior: "smooth"});
         if (control) control.focus({preventScroll: true});

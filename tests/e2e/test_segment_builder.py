@@ -70,7 +70,8 @@ def test_build_preview_and_save_a_nested_segment(staff_page: Any, make_subscribe
     matching = [
         make_subscriber(country="LV", order_count=3, first_name="Ilze", last_name="Ozola"),
         make_subscriber(country="LV", order_count=2, first_name="Jānis", last_name="Kalniņš"),
-        make_subscriber(country="LT", order_count=0, first_name="Rūta", last_name="Petraitė"),
+        make_subscriber(country="LT", order_count=0, first_name="Rūta", last_name="Petraitė",
+                        last_seen_at=now - dt.timedelta(days=5)),
     ]
     Event.objects.create(subscriber=matching[2], name="Product Viewed", occurred_at=now - dt.timedelta(days=5),
                          properties={"category": "Shoes"})
@@ -105,7 +106,13 @@ def test_build_preview_and_save_a_nested_segment(staff_page: Any, make_subscribe
     explain.locator("summary").click()
     expect(explain.locator("pre").first).to_contain_text("SELECT")
     explain.locator("summary").click()
+    page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "segment-builder.png")
+
+    # Nothing sticks out sideways on a laptop or a narrow window.
+    for width in (1280, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), width
 
     page.get_by_role("button", name="Save", exact=True).click()
     page.wait_for_url("**/admin/campaigns/segment/")
@@ -130,7 +137,9 @@ def test_an_invalid_pattern_names_the_rule_and_saving_is_refused(staff_page: Any
     page.get_by_role("button", name="Add a rule", exact=True).click()
     first_name = rule(page, "1")
     choose_field(first_name, "First name", "matches pattern")
-    first_name.get_by_role("textbox", name="Value").fill("(")
+    value = first_name.get_by_role("textbox", name="Value")
+    value.fill("(")
+    value.press("Enter")  # Enter in the builder does not submit the form
 
     errors = builder.locator(".sb-errors")
     expect(errors).to_be_visible()
@@ -139,6 +148,7 @@ def test_an_invalid_pattern_names_the_rule_and_saving_is_refused(staff_page: Any
     expect(builder.locator(".sb-count-number")).to_have_text("—")
     expect(first_name).to_have_class(re.compile(r"\bsb-invalid\b"))
     expect(first_name.locator(".sb-error")).to_contain_text("is not a valid pattern")
+    expect(page.locator(".errornote")).to_have_count(0)  # not submitted yet
 
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".errornote")).to_be_visible()

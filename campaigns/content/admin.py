@@ -1,0 +1,251 @@
+"""Admin screens for content: campaigns with audience and variants, translations, layouts, blocks, preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from campaigns.content import actions
+from campaigns.content.models import (
+    Campaign,
+    CampaignSegment,
+    ContentBlock,
+    EmailLayout,
+    Variant,
+    VariantTranslation,
+)
+from campaigns.content.rendering import CONTENT_SLOT, ContentError, check_syntax, compile_message, insert_blocks
+from subscribers.models import Subscriber
+
+PART_FIELDS = {"Subject": "subject", "Preheader": "preheader", "HTML": "html", "Text": "text"}
+CODE = forms.Textarea(attrs={"rows": 14, "class": "vLargeTextField mk-code", "spellcheck": "false"})
+
+
+class ContentForm(forms.ModelForm):
+    """Reject content that does not compile, naming the field, the line and the problem."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            compile_message(subject=data.get("subject", ""), preheader=data.get("preheader", ""),
+                            html=data.get("html", ""), text=data.get("text", ""), blocks=actions.content_blocks())
+        except ContentError as exc:
+            line = f"Line {exc.line}: " if exc.line else ""
+            self.add_error(PART_FIELDS.get(exc.part, "html"), f"{line}{exc.message}")
+        return data
+
+
+class VariantForm(ContentForm):
+    class Meta:
+        model = Variant
+        fields = ("label", "subject", "preheader", "from_name", "html", "text")
+        widgets = {"html": CODE, "text": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField mk-code"})}
+
+
+class TranslationForm(ContentForm):
+    class Meta:
+        model = VariantTranslation
+        fields = ("language", "subject", "preheader", "html", "text")
+        widgets = {"html": CODE, "text": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField mk-code"})}
+
+
+class CampaignSegmentInline(admin.TabularInline):
+    model = CampaignSegment
+    extra = 1
+    fields = ("segment", "exclude")
+    autocomplete_fields = ("segment",)
+    verbose_name_plural = "Audience (people in any included segment, minus those in an excluded one)"
+
+
+class VariantInline(admin.StackedInline):
+    model = Variant
+    form = VariantForm
+    extra = 0
+    min_num = 1
+    show_change_link = True
+    verbose_name_plural = "Message (one variant, or several for an A/B test)"
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        fields = ("name", "topic", "from_name", "from_email", "reply_to", "layout", "sensitive_justification")
+        widgets = {"sensitive_justification": forms.Textarea(attrs={"rows": 2})}
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = ("name", "status", "topic", "audience_summary", "variant_count", "updated_at")
+    list_filter = ("status", "topic")
+    search_fields = ("name",)
+    readonly_fields = ("status",)
+    inlines = [CampaignSegmentInline, VariantInline]
+    fieldsets = (
+        (None, {"fields": ("name", "status", "topic")}),
+        ("Sender", {"fields": (("from_name", "from_email"), "reply_to")}),
+        ("Content", {"fields": ("layout", "sensitive_justification")}),
+    )
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+
+    @admin.display(description="audience")
+    def audience_summary(self, obj: Campaign) -> str:
+        uses = list(obj.audience.select_related("segment"))
+        included = [u.segment.name for u in uses if not u.exclude]
+        excluded = [u.segment.name for u in uses if u.exclude]
+        text = ", ".join(included) or "—"
+        return f"{text} (without {', '.join(excluded)})" if excluded else text
+
+    @admin.display(description="variants")
+    def variant_count(self, obj: Campaign) -> int:
+        return obj.variants.count()
+
+    def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self) -> list[Any]:
+        wrap = self.admin_site.admin_view
+        return [path("<int:pk>/preview/", wrap(self.preview_view), name="campaigns_campaign_preview")] \
+            + super().get_urls()
+
+    def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Check the campaign, preview a variant as a chosen subscriber or with no data, and send a test."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        campaign = get_object_or_404(Campaign, pk=pk)
+        variants = list(campaign.variants.all())
+        if not variants:
+            self.message_user(request, "Write the message first.", messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+        params = request.POST if request.method == "POST" else request.GET
+        variant = next((v for v in variants if str(v.pk) == params.get("variant")), variants[0])
+        language = params.get("language", "")
+        subscriber = _find_subscriber(params.get("subscriber", ""))
+        if request.method == "POST":
+            if not self.has_change_permission(request, campaign):
+                raise PermissionDenied
+            addresses = [a.strip() for a in params.get("to", "").replace(";", ",").split(",") if a.strip()]
+            try:
+                sent = actions.send_test(variant, to=addresses, subscriber_id=subscriber.pk if subscriber else None,
+                                         language=language)
+            except ContentError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"Sent a test to {sent} address{'es' if sent != 1 else ''}.",
+                                  messages.SUCCESS)
+        problems = actions.check_campaign(campaign)
+        try:
+            preview = actions.preview_variant(variant, subscriber_id=subscriber.pk if subscriber else None,
+                                              language=language)
+            error = ""
+        except ContentError as exc:
+            preview, error = None, str(exc)
+        return TemplateResponse(request, "admin/campaigns/campaign/preview.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Check and preview: {campaign}",
+            "opts": self.model._meta, "original": campaign, "campaign": campaign, "variants": variants,
+            "variant": variant, "languages": actions.content_languages(variant), "language": language,
+            "subscriber": subscriber, "subscriber_query": params.get("subscriber", ""),
+            "preview": preview, "error": error,
+            "errors": [p for p in problems if p.level == "error"],
+            "warnings": [p for p in problems if p.level == "warning"],
+            "test_to": params.get("to") or request.user.email,
+            "can_send_test": self.has_change_permission(request, campaign),
+        })
+
+
+def _find_subscriber(query: str) -> Subscriber | None:
+    query = query.strip()
+    if not query:
+        return None
+    if query.isdigit():
+        return Subscriber.objects.filter(pk=int(query)).first()
+    return Subscriber.objects.filter(email_key=query.lower()).first()
+
+
+class TranslationInline(admin.StackedInline):
+    model = VariantTranslation
+    form = TranslationForm
+    extra = 0
+    verbose_name_plural = "Other languages (people get the version in their language, else the one above)"
+
+
+@admin.register(Variant)
+class VariantAdmin(admin.ModelAdmin):
+    form = VariantForm
+    list_display = ("__str__", "subject", "languages")
+    search_fields = ("campaign__name", "subject")
+    inlines = [TranslationInline]
+
+    @admin.display(description="languages")
+    def languages(self, obj: Variant) -> str:
+        return ", ".join(obj.translations.values_list("language", flat=True)) or "—"
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return False  # edited from its campaign
+
+    def save_model(self, request: HttpRequest, obj: Variant, form: Any, change: bool) -> None:
+        actions.save_variant(obj)
+
+
+class LayoutForm(forms.ModelForm):
+    class Meta:
+        model = EmailLayout
+        fields = ("name", "html", "is_default")
+        widgets = {"html": forms.Textarea(attrs={"rows": 24, "class": "vLargeTextField mk-code"})}
+
+    def clean_html(self) -> str:
+        html = self.cleaned_data["html"]
+        if CONTENT_SLOT not in html:
+            raise forms.ValidationError("Put {{ content }} where the message goes.")
+        try:
+            check_syntax(insert_blocks(html.replace(CONTENT_SLOT, ""), actions.content_blocks(), part="Layout"),
+                         "Layout")
+        except ContentError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return html
+
+
+@admin.register(EmailLayout)
+class EmailLayoutAdmin(admin.ModelAdmin):
+    form = LayoutForm
+    list_display = ("name", "is_default", "updated_at")
+
+
+class BlockForm(forms.ModelForm):
+    class Meta:
+        model = ContentBlock
+        fields = ("key", "name", "html")
+        widgets = {"html": CODE}
+
+    def clean_html(self) -> str:
+        html = self.cleaned_data["html"]
+        try:
+            check_syntax(html, "Block")
+        except ContentError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return html
+
+
+@admin.register(ContentBlock)
+class ContentBlockAdmin(admin.ModelAdmin):
+    form = BlockForm
+    list_display = ("name", "key", "usage", "updated_at")
+    prepopulated_fields = {"key": ("name",)}
+    search_fields = ("name", "key")
+
+    @admin.display(description="insert with")
+    def usage(self, obj: ContentBlock) -> str:
+        return format_html("<code>{{% block_content \"{}\" %}}</code>", obj.key)
