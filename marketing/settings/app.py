@@ -73,3 +73,11 @@ DEFAULT_CURRENCY = env_str("DEFAULT_CURRENCY", "EUR").upper()
 RECOMMENDATION_STRATEGY = env_str("RECOMMENDATION_STRATEGY", "bestsellers_in_favourite_category")
 # Addresses test sends may go to (comma-separated); empty: staff users' own addresses.
 TEST_SEND_ADDRESSES = env_list("TEST_SEND_ADDRESSES", [])
+
+# --- Sending policy (campaigns/sending/policy.py; docs/campaigns.md) ---
+# At most this many marketing emails (campaigns and journeys) per person per rolling 7 days; 0: no cap.
+MARKETING_WEEKLY_CAP = env_int("MARKETING_WEEKLY_CAP", 5)
+# Night hours in each person's own time zone ("START-END", 24-hour clock); mail waits until END. Empty: off.
+QUIET_HOURS = env_str("QUIET_HOURS", "21-8")
+# Time zone for people whose profile has none.
+DEFAULT_RECIPIENT_TIMEZONE = env_str("DEFAULT_RECIPIENT_TIMEZONE", "UTC")
