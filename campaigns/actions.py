@@ -120,6 +120,93 @@ def record_send_failed(*, delivery_id: int, reason: str, rejected: bool = False)
     return delivery
 
 
+# --- Sending in bulk (campaign and journey send chunks) --------------------------
+
+
+def create_deliveries(rows: Sequence[tuple[int, str, dict[str, Any]]], *, status: str = DeliveryStatus.QUEUED,
+                      reason: str = "") -> dict[tuple[str, int], int]:
+    """Create the deliveries of a send chunk, (subscriber id, message key, why) each; return their ids.
+
+    Existing deliveries of the same message and person are kept (the unique
+    constraint makes a re-run chunk reuse them), so the returned map covers
+    every row, old or new: (message key, subscriber id) → delivery id.
+    """
+    if not rows:
+        return {}
+    now = timezone.now()
+    Delivery.objects.bulk_create(
+        [Delivery(subscriber_id=pk, message_key=key, why=why, status=status, reason=reason, created_at=now)
+         for pk, key, why in rows],
+        ignore_conflicts=True, batch_size=1000,
+    )
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for pk, key, _ in rows:
+        by_key[key].append(pk)
+    found: dict[tuple[str, int], int] = {}
+    for key, people in by_key.items():
+        for delivery_id, subscriber_id in Delivery.objects.filter(message_key=key, subscriber_id__in=people) \
+                .values_list("pk", "subscriber_id"):
+            found[(key, subscriber_id)] = delivery_id
+    return found
+
+
+@transaction.atomic
+def record_sent_many(sent: Sequence[tuple[int, str]], *, esp_name: str, sent_at: dt.datetime | None = None) -> int:
+    """Mark many deliveries accepted by the ESP, (delivery id, ESP message id) each; count each message once.
+
+    Deliveries already marked sent (a chunk re-run after a crash that the
+    ESP's events resolved) are left as they are and not counted again.
+    """
+    if not sent:
+        return 0
+    sent_at = sent_at or timezone.now()
+    ids = [delivery_id for delivery_id, _ in sent]
+    fresh = dict(Delivery.objects.select_for_update().filter(pk__in=ids, sent_at__isnull=True)
+                 .values_list("pk", "message_key"))
+    if not fresh:
+        return 0
+    message_ids = {delivery_id: message_id[:255] for delivery_id, message_id in sent if delivery_id in fresh}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE campaigns_delivery d SET status = CASE WHEN d.status IN ('queued', 'skipped', 'failed') "
+                "THEN 'sent' ELSE d.status END, sent_at = %s, esp_name = %s, esp_message_id = v.mid "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, mid) WHERE d.id = v.id",
+                [sent_at, esp_name[:40], list(message_ids), list(message_ids.values())])
+    else:
+        for delivery_id, message_id in message_ids.items():
+            Delivery.objects.filter(pk=delivery_id).update(sent_at=sent_at, esp_name=esp_name[:40],
+                                                           esp_message_id=message_id)
+        Delivery.objects.filter(pk__in=list(message_ids), status__in=[DeliveryStatus.QUEUED, DeliveryStatus.FAILED,
+                                                                      DeliveryStatus.SKIPPED]) \
+            .update(status=DeliveryStatus.SENT)
+    _bump_stats(_count_by_key(fresh.values(), "sent"))
+    return len(fresh)
+
+
+@transaction.atomic
+def record_failed_many(failed: Sequence[tuple[int, str]], *, rejected: bool) -> int:
+    """Mark many deliveries as failed or rejected by the ESP, (delivery id, reason) each."""
+    if not failed:
+        return 0
+    status = DeliveryStatus.REJECTED if rejected else DeliveryStatus.FAILED
+    ids = [delivery_id for delivery_id, _ in failed]
+    counted = dict(Delivery.objects.select_for_update().filter(pk__in=ids, sent_at__isnull=True)
+                   .exclude(status__in=[DeliveryStatus.FAILED, DeliveryStatus.REJECTED])
+                   .values_list("pk", "message_key"))
+    for delivery_id, reason in failed:
+        Delivery.objects.filter(pk=delivery_id, sent_at__isnull=True).update(status=status, reason=reason[:1000])
+    _bump_stats(_count_by_key(counted.values(), "failed"))
+    return len(counted)
+
+
+def _count_by_key(keys: Any, counter: str) -> dict[str, Counter[str]]:
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    for key in keys:
+        totals[key][counter] += 1
+    return totals
+
+
 # --- Tracking ----------------------------------------------------------------
 
 

@@ -219,3 +219,8 @@ from campaigns.segments.models import (  # noqa: E402, F401 - the segments packa
     SegmentMembershipChange,
     SegmentRefresh,
 )
+from campaigns.sending.models import (  # noqa: E402, F401 - the sending package's models belong to this app
+    Recipient,
+    RecipientGroup,
+    RecipientStatus,
+)

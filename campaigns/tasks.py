@@ -6,3 +6,8 @@ from campaigns.segments.tasks import (  # noqa: F401 - registers the tasks
     refresh_segment_task,
     refresh_tracked_segments_task,
 )
+from campaigns.sending.tasks import (  # noqa: F401 - registers the tasks
+    dispatch_campaigns_task,
+    reconcile_sends_task,
+    send_chunk_task,
+)

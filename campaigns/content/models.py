@@ -48,6 +48,20 @@ class CampaignStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class ScheduleMode(models.TextChoices):
+    NOW = "now", "Now"
+    AT = "at", "At a time"
+    LOCAL_TIME = "local_time", "At a local time in each person's time zone"
+    BEST_HOUR = "best_hour", "At each person's best hour"
+
+
+class WinnerMetric(models.TextChoices):
+    CLICK_RATE = "click_rate", "Click rate"
+    OPEN_RATE = "open_rate", "Open rate (machine opens inflate it)"
+    CONVERSION_RATE = "conversion_rate", "Conversion rate"
+    REVENUE = "revenue", "Revenue per recipient"
+
+
 class Campaign(models.Model):
     """One mailing to an audience (include and exclude segments) about one preference topic."""
 
@@ -63,6 +77,33 @@ class Campaign(models.Model):
     status = models.CharField(max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     sensitive_justification = models.TextField(
         blank=True, help_text="Why this campaign may use sensitive attributes (required if its content does).")
+    # When to send.
+    schedule_mode = models.CharField(max_length=12, choices=ScheduleMode.choices, default=ScheduleMode.NOW)
+    send_at = models.DateTimeField(null=True, blank=True, help_text="For “at a time”: when (UTC).")
+    send_on = models.DateField(null=True, blank=True,
+                               help_text="For “local time” and “best hour”: the day, in each person's time zone.")
+    local_time = models.TimeField(null=True, blank=True, help_text="For “local time”: the time of day.")
+    throttle_per_minute = models.PositiveIntegerField(null=True, blank=True,
+                                                      help_text="At most this many messages a minute; empty: no limit.")
+    # A/B/n test.
+    test_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="Share of the audience that gets the variants first (0: no test, everyone gets "
+                             "variant A, or the variants equally if there are several).")
+    winner_metric = models.CharField(max_length=16, choices=WinnerMetric.choices, default=WinnerMetric.CLICK_RATE)
+    test_hours = models.PositiveSmallIntegerField(default=4, help_text="How long the test runs before choosing.")
+    winner_auto = models.BooleanField(default=True, help_text="Send the winner to the rest automatically.")
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="Share of the audience that gets nothing, to measure the campaign's real lift.")
+    conversion_window_days = models.PositiveSmallIntegerField(
+        default=5, help_text="Orders within this many days after the email count as its conversions.")
+    # What happened.
+    started_at = models.DateTimeField(null=True, blank=True)
+    test_ends_at = models.DateTimeField(null=True, blank=True)
+    winner = models.ForeignKey("campaigns.Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    status_note = models.CharField(max_length=300, blank=True, help_text="Why it is paused, for example.")
+    failed_chunks = models.PositiveIntegerField(default=0, editable=False,
+                                                help_text="Send chunks in a row the ESP accepted nothing of.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(default=timezone.now)

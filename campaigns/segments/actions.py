@@ -338,6 +338,7 @@ def refresh_membership(segment: Segment) -> SegmentRefresh:
     temp = f"segment_now_{refresh.pk}"
     true = "true" if connection.vendor == "postgresql" else "1"
     false = "false" if connection.vendor == "postgresql" else "0"
+    stamp = connection.ops.adapt_datetimefield_value(now)  # raw SQL: the value as the ORM stores it
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS {member_sql}", member_params)
         if connection.vendor == "postgresql":
@@ -348,13 +349,13 @@ def refresh_membership(segment: Segment) -> SegmentRefresh:
             f"INSERT INTO {changes} (segment_id, subscriber_id, entered, occurred_at, refresh_id) "
             f"SELECT %s, n.id, {true}, %s, %s FROM {temp} n WHERE NOT EXISTS "
             f"(SELECT 1 FROM {memberships} m WHERE m.segment_id = %s AND m.subscriber_id = n.id)",
-            [segment.pk, now, refresh.pk, segment.pk])
+            [segment.pk, stamp, refresh.pk, segment.pk])
         entered = cursor.rowcount
         cursor.execute(
             f"INSERT INTO {changes} (segment_id, subscriber_id, entered, occurred_at, refresh_id) "
             f"SELECT %s, m.subscriber_id, {false}, %s, %s FROM {memberships} m WHERE m.segment_id = %s "
             f"AND NOT EXISTS (SELECT 1 FROM {temp} n WHERE n.id = m.subscriber_id)",
-            [segment.pk, now, refresh.pk, segment.pk])
+            [segment.pk, stamp, refresh.pk, segment.pk])
         left = cursor.rowcount
         if left:
             cursor.execute(

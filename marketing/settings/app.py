@@ -81,3 +81,14 @@ MARKETING_WEEKLY_CAP = env_int("MARKETING_WEEKLY_CAP", 5)
 QUIET_HOURS = env_str("QUIET_HOURS", "21-8")
 # Time zone for people whose profile has none.
 DEFAULT_RECIPIENT_TIMEZONE = env_str("DEFAULT_RECIPIENT_TIMEZONE", "UTC")
+# Recipients per send task, and ESP API calls in flight per worker process (sending waits on the network).
+SEND_CHUNK_SIZE = env_int("SEND_CHUNK_SIZE", 500)
+SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", 32)
+# A send a worker crashed during is checked against the ESP's events for this long before it is sent again.
+SEND_RECONCILE_SECONDS = env_int("SEND_RECONCILE_SECONDS", 600)
+# Attempts at a transient ESP error before a recipient is marked failed; the campaign pauses after this many
+# failed chunks in a row (an ESP outage) and can be resumed.
+SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 6)
+SEND_PAUSE_AFTER_FAILED_CHUNKS = env_int("SEND_PAUSE_AFTER_FAILED_CHUNKS", 3)
+# Add our own open pixel and click redirect to campaign emails (turn off when the ESP tracks opens and clicks).
+OWN_TRACKING = env_bool("OWN_TRACKING", True)

@@ -51,3 +51,14 @@ CELERY_BEAT_SCHEDULE["recount-segments"] = {
     "schedule": crontab(minute=7),
     "options": {"expires": 30 * 60},
 }
+# Campaigns: start due campaigns and queue due recipients; resolve sends a crashed worker left open.
+CELERY_BEAT_SCHEDULE["dispatch-campaigns"] = {
+    "task": "campaigns.sending.tasks.dispatch_campaigns_task",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}
+CELERY_BEAT_SCHEDULE["reconcile-sends"] = {
+    "task": "campaigns.sending.tasks.reconcile_sends_task",
+    "schedule": crontab(minute="*/5"),
+    "options": {"expires": 4 * 60},
+}

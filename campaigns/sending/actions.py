@@ -1,0 +1,627 @@
+"""Schedule, start, send, pause, resume and cancel campaigns; pick A/B winners; recover from crashes.
+
+The pipeline (docs/campaigns.md):
+
+1. ``schedule_campaign`` checks the campaign (topic, audience, content) and
+   its schedule, and marks it scheduled.
+2. ``dispatch_campaigns`` (a Beat job every minute, and right after
+   scheduling) starts campaigns whose time has come: ``start_campaign``
+   materializes the recipients with one INSERT … SELECT from the audience
+   query (unique per campaign and person), assigns hold-out, test and rest
+   groups and test variants by a stable hash, and sets each person's due
+   time (their local time or best hour when asked). Then it queues due
+   recipients in chunks, within the campaign's throttle.
+3. ``send_chunk`` (a Celery task per chunk) claims its recipients, asks the
+   policy gate about each, records skips and deferrals, creates the
+   deliveries (unique per message and person) and commits; renders each
+   message from the variant compiled once; hands them to the ESP; records
+   what the ESP said. Transient ESP errors put recipients back with a
+   backoff; repeated failed chunks pause the campaign (an ESP outage).
+4. A worker that dies between handing messages to the ESP and recording it
+   leaves recipients "handed to the ESP". ``reconcile_sends`` waits
+   ``SEND_RECONCILE_SECONDS`` for the ESP's own events (sent, delivered,
+   opened… which the tracking webhooks record on the delivery) and only then
+   sends again those the ESP never reported: nothing is lost, and nothing
+   the ESP accepted is sent twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from campaigns import actions as delivery_actions
+from campaigns.content import actions as content_actions
+from campaigns.content.models import Campaign, CampaignStatus, ScheduleMode, Variant
+from campaigns.content.personalize import recipient_contexts
+from campaigns.content.rendering import CompiledMessage
+from campaigns.models import Delivery, DeliveryStatus
+from campaigns.segments.compiler import BUCKET_MODULUS, bucket_multiplier
+from campaigns.sending import policy, sender
+from campaigns.sending.models import Recipient, RecipientGroup, RecipientStatus
+
+logger = logging.getLogger(__name__)
+
+OPEN = (RecipientStatus.PENDING, RecipientStatus.QUEUED, RecipientStatus.SENDING)
+EARLIEST_OFFSET = dt.timedelta(hours=14)  # the earliest time zone (UTC+14) starts this much before UTC
+STALE_QUEUE = dt.timedelta(minutes=10)
+
+
+class CampaignNotReady(Exception):
+    """A campaign that cannot be scheduled yet; ``problems`` says why, in plain words."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(" ".join(problems))
+        self.problems = problems
+
+
+def message_key(campaign_id: int, variant_id: int) -> str:
+    return f"campaign:{campaign_id}:variant:{variant_id}"
+
+
+# --- Scheduling ------------------------------------------------------------------
+
+
+def schedule_problems(campaign: Campaign, *, now: dt.datetime) -> list[str]:
+    """Return what is wrong with a campaign's schedule and test settings."""
+    problems = []
+    variants = campaign.variants.count()
+    mode = campaign.schedule_mode
+    if mode == ScheduleMode.AT and campaign.send_at is None:
+        problems.append("Choose when to send.")
+    if mode in (ScheduleMode.LOCAL_TIME, ScheduleMode.BEST_HOUR) and campaign.send_on is None:
+        problems.append("Choose the day to send on.")
+    if mode == ScheduleMode.LOCAL_TIME and campaign.local_time is None:
+        problems.append("Choose the local time of day to send at.")
+    if campaign.send_on and campaign.send_on < (now - dt.timedelta(days=1)).date():
+        problems.append("The day to send on has passed.")
+    if variants > 5:
+        problems.append("An A/B test can compare at most 5 variants.")
+    if campaign.test_percent and variants < 2:
+        problems.append("A test needs at least two variants; add one or set the test share to 0.")
+    if campaign.test_percent > 90 or campaign.holdout_percent > 50:
+        problems.append("The test share can be at most 90% and the hold-out at most 50%.")
+    if campaign.test_percent + campaign.holdout_percent > 100:
+        problems.append("The test share and the hold-out together cannot exceed 100%.")
+    return problems
+
+
+@transaction.atomic
+def schedule_campaign(campaign: Campaign, *, now: dt.datetime | None = None) -> Campaign:
+    """Check a draft campaign and schedule it; raises CampaignNotReady listing every problem."""
+    now = now or timezone.now()
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.status != CampaignStatus.DRAFT:
+        raise CampaignNotReady([f"Only a draft can be scheduled; this campaign is {campaign.get_status_display()}."])
+    problems = [p.message for p in content_actions.check_campaign(campaign) if p.level == "error"]
+    problems += schedule_problems(campaign, now=now)
+    if problems:
+        raise CampaignNotReady(problems)
+    campaign.status = CampaignStatus.SCHEDULED
+    campaign.status_note = ""
+    campaign.updated_at = now
+    campaign.save(update_fields=["status", "status_note", "updated_at"])
+    transaction.on_commit(_dispatch_soon)
+    return campaign
+
+
+def _dispatch_soon() -> None:
+    from campaigns.sending.tasks import dispatch_campaigns_task
+
+    dispatch_campaigns_task.delay()
+
+
+def start_time(campaign: Campaign, *, now: dt.datetime) -> dt.datetime:
+    """Return when sending starts: now, the chosen time, or the first time zone's local time that day."""
+    if campaign.schedule_mode == ScheduleMode.AT and campaign.send_at:
+        return campaign.send_at
+    if campaign.schedule_mode == ScheduleMode.LOCAL_TIME and campaign.send_on and campaign.local_time:
+        return dt.datetime.combine(campaign.send_on, campaign.local_time, tzinfo=dt.UTC) - EARLIEST_OFFSET
+    if campaign.schedule_mode == ScheduleMode.BEST_HOUR and campaign.send_on:
+        return dt.datetime.combine(campaign.send_on, dt.time(0), tzinfo=dt.UTC) - EARLIEST_OFFSET
+    return now
+
+
+@transaction.atomic
+def start_campaign(campaign: Campaign, *, now: dt.datetime | None = None) -> int:
+    """Materialize a scheduled campaign's recipients and start sending; returns how many recipients."""
+    now = now or timezone.now()
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.status != CampaignStatus.SCHEDULED:
+        return 0
+    count = materialize_recipients(campaign, now=now)
+    testing = campaign.test_percent > 0 and campaign.variants.count() > 1
+    campaign.status = CampaignStatus.TESTING if testing else CampaignStatus.SENDING
+    campaign.started_at = now
+    campaign.test_ends_at = now + dt.timedelta(hours=campaign.test_hours) if testing else None
+    campaign.save(update_fields=["status", "started_at", "test_ends_at"])
+    return count
+
+
+def materialize_recipients(campaign: Campaign, *, now: dt.datetime) -> int:
+    """Insert one recipient row per person of the audience, with group, test variant and due time, in SQL."""
+    variants = list(campaign.variants.order_by("label").values_list("pk", flat=True))
+    people_sql, params = content_actions.audience(campaign).values("id").query.sql_with_params()
+    group_hash = f"((a.id * {bucket_multiplier(campaign.pk)}) % {BUCKET_MODULUS}) * 100 / {BUCKET_MODULUS}"
+    variant_hash = f"((a.id * {bucket_multiplier(campaign.pk + 7919)}) % {BUCKET_MODULUS})"
+    holdout, test = campaign.holdout_percent, campaign.test_percent
+    testing = test > 0 and len(variants) > 1
+    rest_group = RecipientGroup.REST if testing else RecipientGroup.ALL
+    group = (f"CASE WHEN {group_hash} < {holdout} THEN 'holdout' "
+             f"WHEN {group_hash} < {holdout + (test if testing else 0)} THEN 'test' ELSE '{rest_group}' END")
+    pick = "CASE " + " ".join(f"WHEN {variant_hash} % {len(variants)} = {i} THEN {pk}"
+                              for i, pk in enumerate(variants)) + " END"
+    variant = (f"CASE WHEN {group_hash} < {holdout} THEN NULL "
+               + (f"WHEN {group_hash} < {holdout + test} THEN {pick} ELSE NULL END" if testing
+                  else f"ELSE {pick} END"))
+    status = f"CASE WHEN {group_hash} < {holdout} THEN 'held_out' ELSE 'pending' END"
+    insert = "INSERT OR IGNORE INTO" if connection.vendor == "sqlite" else "INSERT INTO"
+    conflict = " ON CONFLICT DO NOTHING" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'{insert} campaigns_recipient (campaign_id, subscriber_id, variant_id, "group", status, due_at, '
+            f"attempts, reason) SELECT %s, a.id, {variant}, {group}, {status}, %s, 0, '' FROM ({people_sql}) a"
+            f"{conflict}",
+            [campaign.pk, connection.ops.adapt_datetimefield_value(start_time(campaign, now=now)), *params])
+        count = cursor.rowcount
+    if campaign.schedule_mode == ScheduleMode.LOCAL_TIME:
+        _due_at_local_time(campaign)
+    elif campaign.schedule_mode == ScheduleMode.BEST_HOUR:
+        _due_at_best_hour(campaign)
+    return count
+
+
+def _zone(name: str) -> ZoneInfo:
+    return policy._zone(name)
+
+
+def _due_at_local_time(campaign: Campaign) -> None:
+    """Set each recipient's due time to the chosen local time in their own time zone (one UPDATE per zone)."""
+    from subscribers.models import Subscriber
+
+    recipients = Recipient.objects.filter(campaign=campaign)
+    zones = recipients.values_list("subscriber__timezone", flat=True).distinct()
+    for zone in list(zones):
+        due = dt.datetime.combine(campaign.send_on, campaign.local_time, tzinfo=_zone(zone)).astimezone(dt.UTC)
+        recipients.filter(subscriber__in=Subscriber.objects.filter(timezone=zone or "")).update(due_at=due)
+
+
+def best_hours(subscriber_ids: list[int], *, days: int = 180) -> tuple[dict[int, int], int]:
+    """Return each person's best local hour (when they opened or clicked most), and the audience's best hour."""
+    since = timezone.now() - dt.timedelta(days=days)
+    per_person: dict[int, Counter[int]] = defaultdict(Counter)
+    overall: Counter[int] = Counter()
+    rows = (Delivery.objects.filter(subscriber_id__in=subscriber_ids, first_opened_at__gte=since)
+            .values_list("subscriber_id", "first_opened_at", "subscriber__timezone"))
+    for pk, opened, zone in rows.iterator(chunk_size=5000):
+        hour = opened.astimezone(_zone(zone)).hour
+        per_person[pk][hour] += 1
+        overall[hour] += 1
+    fallback = overall.most_common(1)[0][0] if overall else 10
+    return {pk: hours.most_common(1)[0][0] for pk, hours in per_person.items()}, fallback
+
+
+def _due_at_best_hour(campaign: Campaign) -> None:
+    recipients = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING)
+    rows = list(recipients.values_list("pk", "subscriber_id", "subscriber__timezone"))
+    hours, fallback = best_hours([r[1] for r in rows])
+    groups: dict[dt.datetime, list[int]] = defaultdict(list)
+    for pk, subscriber_id, zone in rows:
+        hour = hours.get(subscriber_id, fallback)
+        due = dt.datetime.combine(campaign.send_on, dt.time(hour), tzinfo=_zone(zone)).astimezone(dt.UTC)
+        groups[due].append(pk)
+    for due, ids in groups.items():
+        for start in range(0, len(ids), 5000):
+            Recipient.objects.filter(pk__in=ids[start:start + 5000]).update(due_at=due)
+
+
+# --- Dispatching -------------------------------------------------------------------
+
+
+def dispatch_campaigns(*, now: dt.datetime | None = None) -> int:
+    """Start due campaigns, choose due A/B winners, queue due recipients in chunks; returns chunks queued."""
+    now = now or timezone.now()
+    for campaign in Campaign.objects.filter(status=CampaignStatus.SCHEDULED):
+        if start_time(campaign, now=now) <= now:
+            start_campaign(campaign, now=now)
+    queued = 0
+    for campaign in Campaign.objects.filter(status__in=[CampaignStatus.SENDING, CampaignStatus.TESTING]):
+        if (campaign.status == CampaignStatus.TESTING and campaign.winner_auto and campaign.test_ends_at
+                and campaign.test_ends_at <= now and not _open(campaign, RecipientGroup.TEST)):
+            choose_winner(campaign, now=now)
+            campaign.refresh_from_db()
+        queued += queue_due(campaign, now=now)
+        finish_if_done(campaign, now=now)
+    return queued
+
+
+def queue_due(campaign: Campaign, *, now: dt.datetime) -> int:
+    """Queue a campaign's due recipients as chunk tasks, at most its throttle per minute."""
+    from campaigns.sending.tasks import send_chunk_task
+
+    Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED,
+                             queued_at__lt=now - STALE_QUEUE).update(status=RecipientStatus.PENDING)
+    budget = campaign.throttle_per_minute
+    if budget:
+        budget -= Recipient.objects.filter(campaign=campaign, status__in=[RecipientStatus.SENT,
+                                                                           RecipientStatus.SENDING],
+                                           queued_at__gte=now - dt.timedelta(minutes=1)).count()
+        if budget <= 0:
+            return 0
+    due = (Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING, due_at__lte=now,
+                                    variant__isnull=False).order_by("pk").values_list("pk", flat=True))
+    size, chunks, last = settings.SEND_CHUNK_SIZE, 0, 0
+    remaining = budget
+    while remaining is None or remaining > 0:
+        take = size if remaining is None else min(size, remaining)
+        ids = list(due.filter(pk__gt=last)[:take])
+        if not ids:
+            break
+        last = ids[-1]
+        claimed = Recipient.objects.filter(pk__in=ids, status=RecipientStatus.PENDING).update(
+            status=RecipientStatus.QUEUED, queued_at=now)
+        if claimed:
+            transaction.on_commit(functools.partial(send_chunk_task.delay, campaign.pk, ids[0], ids[-1]))
+            chunks += 1
+        if remaining is not None:
+            remaining -= len(ids)
+    return chunks
+
+
+def _open(campaign: Campaign, group: str | None = None) -> bool:
+    recipients = Recipient.objects.filter(campaign=campaign, status__in=OPEN)
+    if group:
+        recipients = recipients.filter(group=group)
+    return recipients.exists()
+
+
+def finish_if_done(campaign: Campaign, *, now: dt.datetime | None = None) -> bool:
+    """Mark a sending campaign sent once no recipient is waiting; returns whether it finished."""
+    if campaign.status != CampaignStatus.SENDING or _open(campaign):
+        return False
+    if Recipient.objects.filter(campaign=campaign, variant__isnull=True, group=RecipientGroup.REST).exists():
+        return False
+    return bool(Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.SENDING).update(
+        status=CampaignStatus.SENT, finished_at=now or timezone.now()))
+
+
+# --- Sending a chunk -----------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    sent: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    failed: int = 0
+    retrying: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(variant_id: int, language: str, version: str) -> CompiledMessage:
+    """Compile a variant in a language once per process and content version (``version``: its campaign's edit time)."""
+    variant = Variant.objects.select_related("campaign__layout").get(pk=variant_id)
+    return content_actions.compile_variant(variant, language=language)
+
+
+def _languages(variant_ids: set[int]) -> dict[int, set[str]]:
+    from campaigns.content.models import VariantTranslation
+
+    found: dict[int, set[str]] = defaultdict(set)
+    for variant_id, language in VariantTranslation.objects.filter(variant_id__in=variant_ids) \
+            .values_list("variant_id", "language"):
+        found[variant_id].add(language)
+    return found
+
+
+def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime | None = None) -> ChunkResult:
+    """Send one chunk of a campaign's queued recipients (ids first_id..last_id); safe to run twice."""
+    now = now or timezone.now()
+    result = ChunkResult()
+    campaign = Campaign.objects.select_related("topic").get(pk=campaign_id)
+    with transaction.atomic():
+        claimed = list(Recipient.objects.select_for_update(skip_locked=True)
+                       .filter(campaign_id=campaign_id, pk__gte=first_id, pk__lte=last_id,
+                               status=RecipientStatus.QUEUED)
+                       .values_list("pk", "subscriber_id", "variant_id", "attempts"))
+        if not claimed:
+            return result
+        ids = [row[0] for row in claimed]
+        if campaign.status == CampaignStatus.PAUSED:
+            Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.PENDING)
+            return result
+        if campaign.status == CampaignStatus.CANCELLED:
+            Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.SKIPPED, reason="campaign cancelled")
+            result.skipped = len(ids)
+            return result
+        to_send = _apply_policy(campaign, claimed, now=now, result=result)
+    if to_send:
+        _send(campaign, to_send, now=now, result=result)
+    finish_if_done(campaign)
+    return result
+
+
+def _why(campaign: Campaign, subscriber_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
+    """Say why each person gets the campaign: the campaign, the audience segment they are in, topic, consent."""
+    from campaigns.content.personalize import segment_memberships
+    from subscribers.models import ConsentRecord
+
+    included = list(campaign.audience.filter(exclude=False).values_list("segment__name", flat=True))
+    segments = segment_memberships(subscriber_ids, names=included, now=now) if len(included) > 1 else {
+        pk: set(included) for pk in subscriber_ids}
+    consents: dict[int, dict[str, str]] = {}
+    for pk, at, method, notice in (ConsentRecord.objects.filter(subscriber_id__in=subscriber_ids,
+                                                                purpose="email_marketing", granted=True)
+                                   .order_by("subscriber_id", "occurred_at")
+                                   .values_list("subscriber_id", "occurred_at", "method", "notice_version")):
+        consents[pk] = {"granted_at": at.isoformat(), "method": method, "notice": notice}
+    return {pk: {"campaign": campaign.name, "campaign_id": campaign.pk,
+                 "segment": ", ".join(sorted(segments.get(pk, ()))),
+                 "topic": campaign.topic.name if campaign.topic else "", "consent": consents.get(pk, {})}
+            for pk in subscriber_ids}
+
+
+def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], *, now: dt.datetime,
+                  result: ChunkResult) -> list[tuple[int, int, int, int]]:
+    """Record the gate's skips and deferrals, create the deliveries to send, and return what to send."""
+    decisions = policy.decide([row[1] for row in claimed], topic_id=campaign.topic_id, now=now)
+    skipped, send = [], []
+    for row in claimed:
+        decision = decisions.get(row[1], policy.Decision(policy.SKIP, "erased"))
+        result.reasons[decision.reason or "sent"] += 1
+        if decision.action == policy.SEND:
+            send.append(row)
+        elif decision.action == policy.DEFER:
+            Recipient.objects.filter(pk=row[0]).update(status=RecipientStatus.PENDING, due_at=decision.until,
+                                                       reason=decision.explanation[:300])
+            result.deferred += 1
+        else:
+            skipped.append((row, decision))
+    if skipped:
+        why = _why(campaign, [row[1] for row, _ in skipped], now)
+        by_reason: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+        for row, decision in skipped:
+            by_reason[decision.explanation].append(row)
+        for explanation, rows in by_reason.items():
+            deliveries = delivery_actions.create_deliveries(
+                [(r[1], message_key(campaign.pk, r[2]), why[r[1]]) for r in rows],
+                status=DeliveryStatus.SKIPPED, reason=explanation)
+            for r in rows:
+                Recipient.objects.filter(pk=r[0]).update(
+                    status=RecipientStatus.SKIPPED, reason=explanation[:300],
+                    delivery_id=deliveries.get((message_key(campaign.pk, r[2]), r[1])))
+        result.skipped += len(skipped)
+    if not send:
+        return []
+    why = _why(campaign, [row[1] for row in send], now)
+    deliveries = delivery_actions.create_deliveries(
+        [(r[1], message_key(campaign.pk, r[2]), why[r[1]]) for r in send])
+    already_sent = set(Delivery.objects.filter(pk__in=list(deliveries.values()), sent_at__isnull=False)
+                       .values_list("pk", flat=True))
+    out = []
+    for r in send:
+        delivery_id = deliveries[(message_key(campaign.pk, r[2]), r[1])]
+        if delivery_id in already_sent:
+            Recipient.objects.filter(pk=r[0]).update(status=RecipientStatus.SENT, delivery_id=delivery_id)
+            continue
+        out.append((r[0], r[1], r[2], delivery_id))
+    # Handed to the ESP from here on: a crash now is resolved by reconcile_sends, never by resending blindly.
+    sending = [r[0] for r in out]
+    for start in range(0, len(sending), 1000):
+        Recipient.objects.filter(pk__in=sending[start:start + 1000]).update(status=RecipientStatus.SENDING,
+                                                                            queued_at=now)
+    for recipient_id, _, _, delivery_id in out:
+        Recipient.objects.filter(pk=recipient_id).update(delivery_id=delivery_id)
+    return out
+
+
+def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: str, headers: dict[str, str],
+                  from_name: str) -> Any:
+    """Return the AnymailMessage for one recipient: rendered parts, one-click unsubscribe headers, delivery id."""
+    from anymail.message import AnymailMessage
+
+    from_email = campaign.from_email or settings.DEFAULT_FROM_EMAIL
+    sender_address = f"{from_name} <{from_email}>" if from_name and "<" not in from_email else from_email
+    message = AnymailMessage(subject=rendered.subject, body=rendered.text, from_email=sender_address, to=[to],
+                             reply_to=[campaign.reply_to] if campaign.reply_to else None, headers=headers)
+    message.attach_alternative(rendered.html, "text/html")
+    message.metadata = delivery_actions_metadata(delivery_id)
+    message.tags = [f"campaign-{campaign.pk}"]
+    return message
+
+
+def delivery_actions_metadata(delivery_id: int) -> dict[str, str]:
+    from campaigns.api import anymail_metadata
+
+    return anymail_metadata(delivery_id=delivery_id)
+
+
+def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.datetime,
+          result: ChunkResult) -> None:
+    """Render and send, then record each outcome; transient errors are retried later with a backoff."""
+    from campaigns.api import tracked_html
+    from preferences.api import preference_links
+    from subscribers.models import Subscriber
+
+    variant_ids = {r[2] for r in rows}
+    variants = {v.pk: v for v in Variant.objects.filter(pk__in=variant_ids)}
+    translations = _languages(variant_ids)
+    version = campaign.updated_at.isoformat()
+    segments: set[str] = set()
+    for variant_id in variant_ids:
+        segments.update(_compiled(variant_id, "", version).segments)
+    subscriber_ids = [r[1] for r in rows]
+    contexts = recipient_contexts(subscriber_ids, segments=segments, recommendations=True,
+                                  allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now)
+    addresses = dict(Subscriber.objects.filter(pk__in=subscriber_ids).values_list("pk", "email"))
+    links = preference_links(subscriber_ids=subscriber_ids)
+    messages, order = [], []
+    for recipient_id, subscriber_id, variant_id, delivery_id in rows:
+        recipient = contexts.get(subscriber_id)
+        if recipient is None:
+            continue
+        language = recipient.locale if recipient.locale in translations.get(variant_id, ()) else ""
+        rendered = _compiled(variant_id, language, version).render(recipient.context, locale=recipient.locale,
+                                                                   currency=recipient.currency)
+        if settings.OWN_TRACKING:
+            rendered = type(rendered)(rendered.subject, tracked_html(rendered.html, delivery_id=delivery_id),
+                                      rendered.text)
+        variant = variants[variant_id]
+        messages.append(build_message(campaign, rendered, delivery_id=delivery_id, to=addresses[subscriber_id],
+                                      headers=links[subscriber_id].headers,
+                                      from_name=variant.from_name or campaign.from_name))
+        order.append((recipient_id, delivery_id))
+    outcomes = sender.send_all(messages)
+    _record(campaign, order, outcomes, now=now, result=result)
+
+
+def _esp_name() -> str:
+    backend = settings.EMAIL_BACKEND
+    return backend.split(".")[2] if backend.startswith("anymail.backends.") else "local"
+
+
+def _record(campaign: Campaign, order: list[tuple[int, int]], outcomes: list[sender.Outcome], *,
+            now: dt.datetime, result: ChunkResult) -> None:
+    accepted, rejected, transient = [], [], []
+    for (recipient_id, delivery_id), outcome in zip(order, outcomes, strict=True):
+        if outcome.kind == sender.ACCEPTED:
+            accepted.append((recipient_id, delivery_id, outcome.message_id))
+        elif outcome.kind == sender.REJECTED:
+            rejected.append((recipient_id, delivery_id, outcome.detail))
+        else:
+            transient.append((recipient_id, delivery_id, outcome.detail))
+    with transaction.atomic():
+        delivery_actions.record_sent_many([(d, m) for _, d, m in accepted], esp_name=_esp_name(), sent_at=now)
+        _update_recipients([r for r, _, _ in accepted], status=RecipientStatus.SENT, reason="")
+        delivery_actions.record_failed_many([(d, why) for _, d, why in rejected], rejected=True)
+        for recipient_id, _, why in rejected:
+            Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.FAILED, reason=why[:300])
+        for recipient_id, delivery_id, why in transient:
+            _retry_later(recipient_id, delivery_id, why, now=now, result=result)
+    result.sent += len(accepted)
+    result.failed += len(rejected)
+    if transient and not accepted:
+        _note_failed_chunk(campaign, transient[0][2])
+    elif accepted:
+        Campaign.objects.filter(pk=campaign.pk, failed_chunks__gt=0).update(failed_chunks=0)
+
+
+def _update_recipients(ids: list[int], **values: Any) -> None:
+    for start in range(0, len(ids), 1000):
+        Recipient.objects.filter(pk__in=ids[start:start + 1000]).update(**values)
+
+
+def _retry_later(recipient_id: int, delivery_id: int, why: str, *, now: dt.datetime, result: ChunkResult) -> None:
+    """Put a recipient back after a transient ESP error, with an exponential backoff; fail after the last try."""
+    row = Recipient.objects.filter(pk=recipient_id).values_list("attempts", flat=True).first() or 0
+    attempts = row + 1
+    if attempts >= settings.SEND_MAX_ATTEMPTS:
+        Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.FAILED, attempts=attempts,
+                                                         reason=f"gave up after {attempts} tries: {why}"[:300])
+        delivery_actions.record_failed_many([(delivery_id, why)], rejected=False)
+        result.failed += 1
+        return
+    backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
+    Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.PENDING, attempts=attempts,
+                                                     due_at=now + backoff, reason=f"will retry: {why}"[:300])
+    result.retrying += 1
+
+
+def _note_failed_chunk(campaign: Campaign, why: str) -> None:
+    """Count a chunk in which the ESP accepted nothing; after several in a row, pause the campaign."""
+    Campaign.objects.filter(pk=campaign.pk).update(failed_chunks=F("failed_chunks") + 1)
+    failed = Campaign.objects.filter(pk=campaign.pk).values_list("failed_chunks", flat=True).first() or 0
+    if failed >= settings.SEND_PAUSE_AFTER_FAILED_CHUNKS:
+        Campaign.objects.filter(pk=campaign.pk, status__in=[CampaignStatus.SENDING, CampaignStatus.TESTING]) \
+            .update(status=CampaignStatus.PAUSED, status_note=f"Paused: the ESP failed {failed} times in a row "
+                                                              f"({why[:200]}). Resume when it works again.")
+        logger.warning("Campaign %s paused after %s failed chunks: %s", campaign.pk, failed, why)
+
+
+# --- Crash recovery --------------------------------------------------------------------
+
+
+def reconcile_sends(*, now: dt.datetime | None = None) -> tuple[int, int]:
+    """Resolve recipients a crashed worker left "handed to the ESP"; returns (confirmed sent, queued again).
+
+    After ``SEND_RECONCILE_SECONDS`` the ESP's events have arrived for what it
+    accepted (they mark the delivery sent); those are done. The rest never
+    reached the ESP and are put back to be sent.
+    """
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.SEND_RECONCILE_SECONDS)
+    stalled = Recipient.objects.filter(status=RecipientStatus.SENDING, queued_at__lt=cutoff)
+    reached = Q(delivery__sent_at__isnull=False) | Q(delivery__status__in=[
+        DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.OPENED, DeliveryStatus.CLICKED,
+        DeliveryStatus.SOFT_BOUNCED, DeliveryStatus.BOUNCED, DeliveryStatus.COMPLAINED, DeliveryStatus.UNSUBSCRIBED])
+    confirmed = stalled.filter(reached).update(status=RecipientStatus.SENT)
+    again = stalled.exclude(reached).update(status=RecipientStatus.PENDING, due_at=now,
+                                            reason="sent again: the ESP never reported the first attempt")
+    if confirmed or again:
+        logger.info("Reconciled sends: %s confirmed by the ESP, %s queued again", confirmed, again)
+    return confirmed, again
+
+
+# --- Pause, resume, cancel, winners -----------------------------------------------------------
+
+
+def pause_campaign(campaign: Campaign) -> bool:
+    """Stop handing out new chunks; chunks already queued put their recipients back. Resume continues."""
+    return bool(Campaign.objects.filter(pk=campaign.pk, status__in=[CampaignStatus.SENDING, CampaignStatus.TESTING,
+                                                                    CampaignStatus.SCHEDULED])
+                .update(status=CampaignStatus.PAUSED, status_note="Paused by staff."))
+
+
+def resume_campaign(campaign: Campaign) -> bool:
+    """Continue a paused campaign where it stopped (a scheduled one that never started is scheduled again)."""
+    campaign.refresh_from_db()
+    if campaign.status != CampaignStatus.PAUSED:
+        return False
+    if campaign.started_at is None:
+        status = CampaignStatus.SCHEDULED
+    elif campaign.test_ends_at and not campaign.winner_id and Recipient.objects.filter(
+            campaign=campaign, group=RecipientGroup.REST).exists():
+        status = CampaignStatus.TESTING
+    else:
+        status = CampaignStatus.SENDING
+    Campaign.objects.filter(pk=campaign.pk).update(status=status, status_note="", failed_chunks=0)
+    transaction.on_commit(_dispatch_soon)
+    return True
+
+
+@transaction.atomic
+def cancel_campaign(campaign: Campaign) -> int:
+    """Stop a campaign for good; recipients not yet sent are skipped. Returns how many were left unsent."""
+    Campaign.objects.filter(pk=campaign.pk).exclude(status__in=[CampaignStatus.SENT, CampaignStatus.CANCELLED]) \
+        .update(status=CampaignStatus.CANCELLED, finished_at=timezone.now(), status_note="Cancelled by staff.")
+    return Recipient.objects.filter(campaign=campaign, status__in=[RecipientStatus.PENDING, RecipientStatus.QUEUED]) \
+        .update(status=RecipientStatus.SKIPPED, reason="campaign cancelled")
+
+
+@transaction.atomic
+def choose_winner(campaign: Campaign, *, variant: Variant | None = None, now: dt.datetime | None = None) -> Variant:
+    """Pick the A/B winner (by the campaign's metric, or the given variant) and send it to the rest."""
+    from campaigns.sending.results import variant_results
+
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if variant is None:
+        results = variant_results(campaign)
+        best = max(results, key=lambda r: (r.metric(campaign.winner_metric), -r.variant_id))
+        variant = Variant.objects.get(pk=best.variant_id)
+    Recipient.objects.filter(campaign=campaign, group=RecipientGroup.REST, variant__isnull=True).update(
+        variant=variant)
+    status = campaign.status if campaign.status == CampaignStatus.PAUSED else CampaignStatus.SENDING
+    Campaign.objects.filter(pk=campaign.pk).update(winner=variant, status=status)
+    transaction.on_commit(_dispatch_soon)
+    return variant

@@ -1,0 +1,51 @@
+"""Store a campaign's recipients: materialized at send time, one row per campaign and person."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class RecipientGroup(models.TextChoices):
+    ALL = "all", "Everyone"
+    TEST = "test", "Test sample"
+    REST = "rest", "The rest (gets the winner)"
+    HOLDOUT = "holdout", "Hold-out (gets nothing)"
+
+
+class RecipientStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    QUEUED = "queued", "Queued for a worker"
+    SENDING = "sending", "Handed to the ESP"
+    SENT = "sent", "Sent"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+    HELD_OUT = "held_out", "Held out"
+
+
+class Recipient(models.Model):
+    """One person a campaign is for, with their group, variant, when they are due and what happened.
+
+    The unique (campaign, subscriber) makes materializing idempotent; the
+    delivery it leads to is unique per (message, subscriber) as well, so a
+    re-run send step never mails anyone twice.
+    """
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="recipients")
+    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="+")
+    variant = models.ForeignKey("campaigns.Variant", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    group = models.CharField(max_length=8, choices=RecipientGroup.choices, default=RecipientGroup.ALL)
+    status = models.CharField(max_length=8, choices=RecipientStatus.choices, default=RecipientStatus.PENDING)
+    due_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time.")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    reason = models.CharField(max_length=300, blank=True, help_text="The policy gate's answer, or the error.")
+    delivery = models.ForeignKey("campaigns.Delivery", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "subscriber"], name="recipient_once")]
+        indexes = [models.Index(fields=["campaign", "status", "due_at"], name="recipient_due")]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} in campaign {self.campaign_id}"

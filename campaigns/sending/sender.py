@@ -1,0 +1,114 @@
+"""Hand rendered messages to the ESP through Django's mail backend (Anymail in production), concurrently.
+
+Sending is I/O-bound: an ESP answers each API call after tens of
+milliseconds, and Anymail makes one call per individually rendered message.
+So rendering happens in the calling thread and the calls run in the
+process's pool of ``SEND_CONCURRENCY`` threads, each keeping its own open
+backend connection (Anymail reuses its HTTP session across messages). Every outcome is classified:
+accepted (with the ESP's message id), rejected for good (an invalid or
+suppressed address, a 4xx answer), or transient (timeouts, 5xx, 429,
+connection errors), which the caller retries later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import get_connection
+
+ACCEPTED, REJECTED, TRANSIENT = "accepted", "rejected", "transient"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    message_id: str = ""
+    detail: str = ""
+
+
+_local = threading.local()
+
+
+def _connection() -> Any:
+    """Return this thread's open backend connection (a new one when the configured backend changed)."""
+    cached = getattr(_local, "connection", None)
+    if cached is None or cached[0] != settings.EMAIL_BACKEND:
+        connection = get_connection(fail_silently=False)
+        connection.open()
+        cached = _local.connection = (settings.EMAIL_BACKEND, connection)
+    return cached[1]
+
+
+def _text(exc: Exception) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - an exception that cannot describe itself still gets classified
+        return type(exc).__name__
+
+
+def classify(exc: Exception) -> Outcome:
+    """Say whether a send error is worth retrying."""
+    from anymail.exceptions import AnymailAPIError, AnymailInvalidAddress, AnymailRecipientsRefused
+
+    if isinstance(exc, AnymailRecipientsRefused | AnymailInvalidAddress):
+        return Outcome(REJECTED, detail=_text(exc)[:300])
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        if status is not None and 400 <= status < 500 and status not in (408, 429):
+            return Outcome(REJECTED, detail=f"ESP refused it ({status}): {_text(exc)[:250]}")
+        return Outcome(TRANSIENT, detail=f"ESP unavailable ({status or 'no answer'}): {_text(exc)[:250]}")
+    return Outcome(TRANSIENT, detail=f"{type(exc).__name__}: {_text(exc)[:280]}")
+
+
+def _send_one(message: Any) -> Outcome:
+    try:
+        sent = _connection().send_messages([message])
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome the caller records
+        _local.connection = None
+        return classify(exc)
+    status = getattr(message, "anymail_status", None)
+    if status is not None and status.status and status.status <= {"rejected", "invalid"}:
+        return Outcome(REJECTED, detail=f"ESP rejected the address ({', '.join(sorted(status.status))})")
+    if not sent and status is None:
+        return Outcome(TRANSIENT, detail="the mail backend sent nothing")
+    message_id = ""
+    if status is not None and status.message_id:
+        message_id = str(status.message_id) if isinstance(status.message_id, str) else str(
+            next(iter(status.message_id), ""))
+    return Outcome(ACCEPTED, message_id=message_id)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """Return the process's sending threads (created on first use, after a worker forks; kept for reuse)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=settings.SEND_CONCURRENCY, thread_name_prefix="esp")
+        return _pool
+
+
+def concurrent_backend() -> bool:
+    """Say whether the mail backend talks to an ESP over HTTP (Anymail): only then are calls made in parallel.
+
+    The local capture backend writes to the database, which is better done
+    from one thread.
+    """
+    return settings.EMAIL_BACKEND.startswith("anymail.")
+
+
+def send_all(messages: Sequence[Any]) -> list[Outcome]:
+    """Send each message; returns the outcomes in the same order."""
+    if not messages:
+        return []
+    if len(messages) == 1 or not concurrent_backend() or settings.SEND_CONCURRENCY <= 1:
+        return [_send_one(m) for m in messages]
+    return list(_executor().map(_send_one, messages))

@@ -1,0 +1,355 @@
+"""The sending pipeline: schedule, materialize, policy, send through a mail backend, retries, recovery, A/B."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from anymail.exceptions import AnymailAPIError
+from django.core import mail
+from django.db.models import F
+
+from campaigns.content.models import Campaign, CampaignSegment, CampaignStatus, EmailLayout, Variant
+from campaigns.models import Delivery, DeliveryStatus, MessageStats
+from campaigns.segments.models import Segment
+from campaigns.sending import actions, results
+from campaigns.sending.models import Recipient, RecipientStatus
+from preferences import actions as preference_actions
+from preferences.models import TopicSubscription
+from subscribers.actions import ConsentEvidence
+from subscribers.models import ConsentMethod, ConsentRecord, Subscriber
+
+NOON = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+FOOTER = '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> <a href="{{ preferences_url }}">Preferences</a></p>'
+
+
+@pytest.fixture(autouse=True)
+def daytime(settings):
+    settings.QUIET_HOURS = ""
+    settings.OWN_TRACKING = False
+    settings.SEND_CHUNK_SIZE = 3
+
+
+@pytest.fixture
+def audience_member(make_subscriber, topic):
+    def make(**overrides):
+        in_topic = overrides.pop("in_topic", True)
+        person = make_subscriber(timezone=overrides.pop("timezone", "Europe/Riga"), **overrides)
+        ConsentRecord.objects.create(subscriber=person, purpose="email_marketing", granted=True, method="form",
+                                     occurred_at=NOON - dt.timedelta(days=10), notice_version="v1")
+        TopicSubscription.objects.create(subscriber=person, topic=topic, subscribed=in_topic)
+        return person
+
+    return make
+
+
+_CLOCK = {"now": NOON}
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Freeze django.utils.timezone.now (what tasks and actions read) at the time ``run`` sets."""
+    _CLOCK["now"] = NOON
+    monkeypatch.setattr("django.utils.timezone.now", lambda: _CLOCK["now"])
+    return _CLOCK
+
+
+@pytest.fixture
+def campaign(db, topic, clock):
+    campaign = Campaign.objects.create(name="Winter sale", topic=topic, from_name="Shop",
+                                       from_email="shop@example.com")
+    everyone = Segment.objects.create(name="Everyone", rules={"match": "all", "rules": []})
+    CampaignSegment.objects.create(campaign=campaign, segment=everyone)
+    Variant.objects.create(campaign=campaign, label="A", subject='Hi {{ first_name|default:"there" }}',
+                           html='<p>Sale for {{ first_name|default:"you" }}</p>' + FOOTER)
+    return campaign
+
+
+def run(campaign, django_capture_on_commit_callbacks, now=NOON):
+    """Schedule (if draft) and dispatch at ``now`` until nothing more is queued, running queued tasks at once."""
+    _CLOCK["now"] = now
+    campaign.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        if campaign.status == CampaignStatus.DRAFT:
+            actions.schedule_campaign(campaign, now=now)
+    for _ in range(20):
+        with django_capture_on_commit_callbacks(execute=True):
+            queued = actions.dispatch_campaigns(now=now)
+        if not queued:
+            break
+    campaign.refresh_from_db()
+    return campaign
+
+
+def statuses(campaign):
+    return dict(Recipient.objects.filter(campaign=campaign).values_list("subscriber__first_name", "status"))
+
+
+def test_a_campaign_that_is_not_ready_cannot_be_scheduled(db, topic):
+    bare = EmailLayout.objects.create(name="Bare", html="<html><body>{{ content }}</body></html>")
+    campaign = Campaign.objects.create(name="Not ready", layout=bare)
+    Variant.objects.create(campaign=campaign, subject="Hi {{ first_name }}", html="<p>No footer</p>")
+    with pytest.raises(actions.CampaignNotReady) as caught:
+        actions.schedule_campaign(campaign)
+    problems = " ".join(caught.value.problems)
+    assert "Choose the topic" in problems and "at least one segment" in problems
+    assert "unsubscribe link is missing" in problems and "has no fallback" in problems
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.DRAFT
+
+
+def test_send_to_the_eligible_audience_through_the_gate(campaign, audience_member, make_subscriber,
+                                                        django_capture_on_commit_callbacks):
+    ann, ben, cara = (audience_member(first_name=n) for n in ("Ann", "Ben", "Cara"))
+    audience_member(first_name="Dora", in_topic=False)
+    make_subscriber(first_name="Eve")  # no consent, no topic
+    make_subscriber(first_name="Finn", status="pending")
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+
+    assert campaign.status == CampaignStatus.SENT and campaign.finished_at is not None
+    assert sorted(m.to[0] for m in mail.outbox) == sorted([ann.email, ben.email, cara.email])
+    message = next(m for m in mail.outbox if m.to == [ann.email])
+    assert message.subject == "Hi Ann" and "Sale for Ann" in message.alternatives[0][0]
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message.extra_headers["List-Unsubscribe"].startswith("<http")
+    assert message.from_email == "Shop <shop@example.com>"
+    assert statuses(campaign) == {"Ann": "sent", "Ben": "sent", "Cara": "sent", "Dora": "skipped",
+                                  "Eve": "skipped", "Finn": "skipped"}
+    variant = campaign.variants.get()
+    key = actions.message_key(campaign.pk, variant.pk)
+    delivery = Delivery.objects.get(message_key=key, subscriber=ann)
+    assert delivery.status == DeliveryStatus.SENT and delivery.sent_at == NOON
+    assert delivery.why["campaign"] == "Winter sale" and delivery.why["topic"] == "Offers"
+    assert delivery.why["segment"] == "Everyone" and delivery.why["consent"]["notice"] == "v1"
+    skipped = Delivery.objects.get(message_key=key, subscriber__first_name="Dora")
+    assert skipped.status == DeliveryStatus.SKIPPED and "not subscribed to this topic" in skipped.reason
+    assert "double opt-in" in Recipient.objects.get(campaign=campaign, subscriber__first_name="Finn").reason
+    assert MessageStats.objects.get(message_key=key).sent == 3
+
+
+def test_running_again_sends_nothing_twice(campaign, audience_member, django_capture_on_commit_callbacks):
+    for name in ("Ann", "Ben", "Cara", "Dan"):
+        audience_member(first_name=name)
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert len(mail.outbox) == 4
+    first, last = Recipient.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True)[::3]
+    Recipient.objects.filter(campaign=campaign).update(status=RecipientStatus.QUEUED)  # a redelivered task
+    actions.send_chunk(campaign.pk, first, last + 10, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    assert len(mail.outbox) == 4
+    assert Delivery.objects.filter(sent_at__isnull=False).count() == 4
+
+
+def test_quiet_hours_defer_and_the_message_goes_in_the_morning(campaign, audience_member, settings,
+                                                             django_capture_on_commit_callbacks):
+    settings.QUIET_HOURS = "21-8"
+    audience_member(first_name="Ann", timezone="Europe/Riga")
+    night = dt.datetime(2026, 12, 1, 20, 30, tzinfo=dt.UTC)  # 22:30 in Riga
+    campaign = run(campaign, django_capture_on_commit_callbacks, now=night)
+    recipient = Recipient.objects.get(campaign=campaign)
+    assert (recipient.status, recipient.due_at) == (RecipientStatus.PENDING, dt.datetime(2026, 12, 2, 6, tzinfo=dt.UTC))
+    assert "night where they live" in recipient.reason and not mail.outbox
+    run(campaign, django_capture_on_commit_callbacks, now=dt.datetime(2026, 12, 2, 6, 1, tzinfo=dt.UTC))
+    assert len(mail.outbox) == 1
+
+
+def test_an_unsubscribe_mid_send_stops_mail_to_that_person(campaign, audience_member,
+                                                         django_capture_on_commit_callbacks):
+    people = [audience_member(first_name=n) for n in ("Ann", "Ben", "Cara", "Dan", "Eli")]
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    preference_actions.unsubscribe(Subscriber.objects.get(pk=people[4].pk),
+                                   evidence=ConsentEvidence(method=ConsentMethod.PREFERENCE_CENTER))
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert people[4].email not in [m.to[0] for m in mail.outbox] and len(mail.outbox) == 4
+    assert statuses(campaign)["Eli"] == "skipped"
+
+
+class FakeResponse:
+    def __init__(self, status_code):
+        self.status_code, self.reason, self.text = status_code, "ESP says no", "{}"
+
+    def json(self):
+        return {}
+
+
+class FlakyESP:
+    """A mail backend that fails like an ESP: transient 503s while down, a permanent 400 for one address."""
+
+    down = False
+    refuse = ""
+    calls: list[str] = []
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def open(self):
+        return True
+
+    def close(self):
+        pass
+
+    def send_messages(self, messages):
+        for message in messages:
+            if FlakyESP.down:
+                raise AnymailAPIError("Service Unavailable", status_code=503, response=FakeResponse(503))
+            if message.to[0] == FlakyESP.refuse:
+                raise AnymailAPIError("Invalid 'To' address", status_code=422, response=FakeResponse(422))
+            FlakyESP.calls.append(message.to[0])
+        return len(messages)
+
+
+@pytest.fixture
+def flaky(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.FlakyESP"
+    FlakyESP.down, FlakyESP.refuse, FlakyESP.calls = False, "", []
+    return FlakyESP
+
+
+def test_esp_outage_retries_then_pauses_and_resume_finishes_without_duplicates(
+        campaign, audience_member, flaky, settings, django_capture_on_commit_callbacks):
+    settings.SEND_PAUSE_AFTER_FAILED_CHUNKS = 2
+    people = [audience_member(first_name=f"P{i}") for i in range(7)]
+    flaky.down = True
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert campaign.status == CampaignStatus.PAUSED and "ESP failed 2 times in a row" in campaign.status_note
+    waiting = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING)
+    assert waiting.count() + Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED).count() == 7
+    assert all(r.attempts <= 1 for r in waiting)
+    flaky.down = False
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.resume_campaign(campaign)
+    later = NOON + dt.timedelta(minutes=30)
+    Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED).update(status=RecipientStatus.PENDING)
+    campaign = run(campaign, django_capture_on_commit_callbacks, now=later)
+    assert campaign.status == CampaignStatus.SENT
+    assert sorted(flaky.calls) == sorted(p.email for p in people)
+
+
+def test_a_permanent_esp_refusal_fails_that_recipient_only(campaign, audience_member, flaky,
+                                                         django_capture_on_commit_callbacks):
+    ann, ben = audience_member(first_name="Ann"), audience_member(first_name="Ben")
+    flaky.refuse = ben.email
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert statuses(campaign) == {"Ann": "sent", "Ben": "failed"}
+    assert Delivery.objects.get(subscriber=ben).status == DeliveryStatus.REJECTED
+    assert flaky.calls == [ann.email]
+
+
+def test_a_crashed_send_is_resolved_by_the_esps_events_before_any_resend(campaign, audience_member, settings,
+                                                                       django_capture_on_commit_callbacks):
+    ann, ben = audience_member(first_name="Ann"), audience_member(first_name="Ben")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    ids = list(Recipient.objects.filter(campaign=campaign).values_list("pk", flat=True))
+    Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.QUEUED, queued_at=NOON)
+    with transaction_claim(campaign, ids):
+        pass  # the worker handed both to the ESP, then died before recording anything
+    assert set(Recipient.objects.values_list("status", flat=True)) == {RecipientStatus.SENDING}
+    # The ESP's webhook reported Ann's message; Ben's never reached the ESP.
+    Delivery.objects.filter(subscriber=ann).update(status=DeliveryStatus.DELIVERED, sent_at=NOON)
+    assert actions.reconcile_sends(now=NOON + dt.timedelta(seconds=30)) == (0, 0)  # too early
+    assert actions.reconcile_sends(now=NOON + dt.timedelta(seconds=settings.SEND_RECONCILE_SECONDS + 1)) == (1, 1)
+    campaign = run(campaign, django_capture_on_commit_callbacks, now=NOON + dt.timedelta(minutes=15))
+    assert [m.to[0] for m in mail.outbox] == [ben.email]
+    assert campaign.status == CampaignStatus.SENT
+
+
+class transaction_claim:
+    """Run the claim-and-commit half of a chunk (the part before the ESP call), as a crashed worker did."""
+
+    def __init__(self, campaign, ids):
+        self.campaign, self.ids = campaign, ids
+
+    def __enter__(self):
+        from django.db import transaction
+
+        from campaigns.sending.actions import ChunkResult, _apply_policy
+
+        with transaction.atomic():
+            claimed = list(Recipient.objects.filter(pk__in=self.ids).values_list("pk", "subscriber_id", "variant_id",
+                                                                                  "attempts"))
+            _apply_policy(self.campaign, claimed, now=NOON, result=ChunkResult())
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_ab_test_assigns_stable_groups_and_the_winner_goes_to_the_rest(campaign, audience_member,
+                                                                      django_capture_on_commit_callbacks):
+    from django.db.models import Count
+
+    b = Variant.objects.create(campaign=campaign, label="B", subject="Last chance {{ first_name|default:'' }}",
+                               html="<p>B</p>" + FOOTER)
+    campaign.test_percent, campaign.holdout_percent, campaign.test_hours = 40, 10, 2
+    campaign.save()
+    for i in range(60):
+        audience_member(first_name=f"P{i}")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    assigned = {r.subscriber_id: (r.group, r.variant_id) for r in Recipient.objects.filter(campaign=campaign)}
+    Recipient.objects.filter(campaign=campaign).delete()
+    actions.materialize_recipients(campaign, now=NOON)
+    again = {r.subscriber_id: (r.group, r.variant_id) for r in Recipient.objects.filter(campaign=campaign)}
+    assert again == assigned  # stable: the same people land in the same group and variant
+    groups = dict(Recipient.objects.filter(campaign=campaign).values_list("group").annotate(n=Count("pk")))
+    assert sum(groups.values()) == 60 and set(groups) == {"test", "rest", "holdout"}
+    assert {v for g, v in assigned.values() if g == "test"} == {campaign.variants.get(label="A").pk, b.pk}
+
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert campaign.status == CampaignStatus.TESTING and len(mail.outbox) == groups["test"]
+    b_key = actions.message_key(campaign.pk, b.pk)
+    Delivery.objects.filter(message_key=b_key).update(first_clicked_at=NOON)
+    MessageStats.objects.filter(message_key=b_key).update(unique_clicks=F("sent"))
+    campaign = run(campaign, django_capture_on_commit_callbacks, now=NOON + dt.timedelta(hours=3))
+    assert campaign.winner == b and campaign.status == CampaignStatus.SENT
+    rest = Recipient.objects.filter(campaign=campaign, group="rest")
+    assert set(rest.values_list("variant_id", flat=True)) == {b.pk}
+    assert set(rest.values_list("status", flat=True)) == {RecipientStatus.SENT}
+    assert set(Recipient.objects.filter(campaign=campaign, group="holdout").values_list("status", flat=True)) == {
+        RecipientStatus.HELD_OUT}
+    assert len(mail.outbox) == 60 - groups["holdout"]
+    best = {r.label: r for r in results.variant_results(campaign)}
+    assert best["B"].click_rate > best["A"].click_rate == 0 and best["B"].probability_best > 0.9
+
+
+def test_local_time_schedule_sets_each_persons_due_time(campaign, audience_member):
+    riga = audience_member(first_name="Riga", timezone="Europe/Riga")
+    ny = audience_member(first_name="NY", timezone="America/New_York")
+    campaign.schedule_mode, campaign.send_on, campaign.local_time = "local_time", dt.date(2026, 12, 3), dt.time(10)
+    campaign.save()
+    actions.schedule_campaign(campaign, now=NOON)
+    assert actions.start_time(campaign, now=NOON) == dt.datetime(2026, 12, 2, 20, tzinfo=dt.UTC)
+    actions.start_campaign(campaign, now=NOON)
+    due = dict(Recipient.objects.values_list("subscriber_id", "due_at"))
+    assert due[riga.pk] == dt.datetime(2026, 12, 3, 8, tzinfo=dt.UTC)
+    assert due[ny.pk] == dt.datetime(2026, 12, 3, 15, tzinfo=dt.UTC)
+
+
+def test_pause_and_cancel(campaign, audience_member, django_capture_on_commit_callbacks):
+    for name in ("Ann", "Ben", "Cara", "Dan"):
+        audience_member(first_name=name)
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    assert actions.pause_campaign(campaign)
+    actions.dispatch_campaigns(now=NOON)
+    assert not mail.outbox
+    assert actions.cancel_campaign(campaign) == 4
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.CANCELLED and set(statuses(campaign).values()) == {"skipped"}
+
+
+def test_probability_to_beat_matches_the_known_answer():
+    # A ~ Beta(2, 1), B ~ Beta(1, 2): P(B > A) = 1/6 exactly.
+    assert results.probability_b_beats_a(1, 1, 0, 1) == pytest.approx(1 / 6)
+    assert results.probability_b_beats_a(10, 100, 10, 100) == pytest.approx(0.5, abs=1e-9)
+    exact = results.probability_b_beats_a(30, 1000, 45, 1000)
+    simulated = results.probability_best([
+        results.VariantResult(1, "A", sent=1000, unique_clicks=30), results.VariantResult(2, "B", sent=1000,
+                                                                                          unique_clicks=45)],
+        "click_rate")
+    assert simulated[1] == pytest.approx(exact, abs=0.01) and 0.9 < exact < 0.99
