@@ -152,14 +152,15 @@ def materialize_recipients(campaign: Campaign, *, now: dt.datetime) -> int:
     """Insert one recipient row per person of the audience, with group, test variant and due time, in SQL."""
     variants = list(campaign.variants.order_by("label").values_list("pk", flat=True))
     people_sql, params = content_actions.audience(campaign).values("id").query.sql_with_params()
-    group_hash = f"((a.id * {bucket_multiplier(campaign.pk)}) % {BUCKET_MODULUS}) * 100 / {BUCKET_MODULUS}"
-    variant_hash = f"((a.id * {bucket_multiplier(campaign.pk + 7919)}) % {BUCKET_MODULUS})"
+    # %% is the modulo operator: the statement below has parameters.
+    group_hash = f"((a.id * {bucket_multiplier(campaign.pk)}) %% {BUCKET_MODULUS}) * 100 / {BUCKET_MODULUS}"
+    variant_hash = f"((a.id * {bucket_multiplier(campaign.pk + 7919)}) %% {BUCKET_MODULUS})"
     holdout, test = campaign.holdout_percent, campaign.test_percent
     testing = test > 0 and len(variants) > 1
     rest_group = RecipientGroup.REST if testing else RecipientGroup.ALL
     group = (f"CASE WHEN {group_hash} < {holdout} THEN 'holdout' "
              f"WHEN {group_hash} < {holdout + (test if testing else 0)} THEN 'test' ELSE '{rest_group}' END")
-    pick = "CASE " + " ".join(f"WHEN {variant_hash} % {len(variants)} = {i} THEN {pk}"
+    pick = "CASE " + " ".join(f"WHEN {variant_hash} %% {len(variants)} = {i} THEN {pk}"
                               for i, pk in enumerate(variants)) + " END"
     variant = (f"CASE WHEN {group_hash} < {holdout} THEN NULL "
                + (f"WHEN {group_hash} < {holdout + test} THEN {pick} ELSE NULL END" if testing
