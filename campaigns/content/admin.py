@@ -17,12 +17,14 @@ from campaigns.content import actions
 from campaigns.content.models import (
     Campaign,
     CampaignSegment,
+    CampaignStatus,
     ContentBlock,
     EmailLayout,
     Variant,
     VariantTranslation,
 )
 from campaigns.content.rendering import CONTENT_SLOT, ContentError, check_syntax, compile_message, insert_blocks
+from marketing.admin import ReadOnlyInline
 from subscribers.models import Subscriber
 
 PART_FIELDS = {"Subject": "subject", "Preheader": "preheader", "HTML": "html", "Text": "text"}
@@ -79,8 +81,14 @@ class VariantInline(admin.StackedInline):
 class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
-        fields = ("name", "topic", "from_name", "from_email", "reply_to", "layout", "sensitive_justification")
+        fields = ("name", "topic", "from_name", "from_email", "reply_to", "layout", "sensitive_justification",
+                  "schedule_mode", "send_at", "send_on", "local_time", "throttle_per_minute", "test_percent",
+                  "winner_metric", "test_hours", "winner_auto", "holdout_percent", "conversion_window_days")
         widgets = {"sensitive_justification": forms.Textarea(attrs={"rows": 2})}
+
+
+SENDING_FIELDS = ("status", "status_note", "progress_display", "results_display", "started_at", "test_ends_at",
+                  "winner", "finished_at")
 
 
 @admin.register(Campaign)
@@ -89,14 +97,53 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "topic", "audience_summary", "variant_count", "updated_at")
     list_filter = ("status", "topic")
     search_fields = ("name",)
-    readonly_fields = ("status",)
     inlines = [CampaignSegmentInline, VariantInline]
-    fieldsets = (
-        (None, {"fields": ("name", "status", "topic")}),
-        ("Sender", {"fields": (("from_name", "from_email"), "reply_to")}),
-        ("Content", {"fields": ("layout", "sensitive_justification")}),
-    )
     change_form_template = "admin/campaigns/campaign/change_form.html"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        fieldsets: list[Any] = [
+            (None, {"fields": ("name", "status", "status_note", "topic")}),
+            ("Sender", {"fields": (("from_name", "from_email"), "reply_to")}),
+            ("Content", {"fields": ("layout", "sensitive_justification")}),
+            ("When to send", {"fields": ("schedule_mode", "send_at", ("send_on", "local_time"),
+                                         "throttle_per_minute")}),
+            ("A/B test and hold-out", {"fields": (("test_percent", "test_hours"), ("winner_metric", "winner_auto"),
+                                                  "holdout_percent", "conversion_window_days"),
+                                       "classes": ("collapse",)}),
+        ]
+        if obj is not None and obj.status != CampaignStatus.DRAFT:
+            fieldsets.insert(1, ("Progress and results", {"fields": (
+                "progress_display", "results_display", ("started_at", "test_ends_at", "winner", "finished_at"))}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        if obj is not None and obj.status != CampaignStatus.DRAFT:
+            # Once scheduled, the campaign is a record of what was sent: only its controls change it.
+            return [*CampaignForm.Meta.fields, *SENDING_FIELDS]
+        return SENDING_FIELDS
+
+    def get_inlines(self, request: HttpRequest, obj: Campaign | None) -> Any:
+        if obj is not None and obj.status != CampaignStatus.DRAFT:
+            return [ReadOnlyAudienceInline, ReadOnlyVariantInline]
+        return self.inlines
+
+    @admin.display(description="progress")
+    def progress_display(self, obj: Campaign) -> str:
+        from django.template.loader import render_to_string
+
+        from campaigns.sending.results import progress
+
+        return render_to_string("admin/campaigns/campaign/progress.html", {"campaign": obj, "p": progress(obj)})
+
+    @admin.display(description="results")
+    def results_display(self, obj: Campaign) -> str:
+        from django.template.loader import render_to_string
+
+        from campaigns.sending.results import holdout_result, segment_results, variant_results
+
+        return render_to_string("admin/campaigns/campaign/results.html", {
+            "campaign": obj, "variants": variant_results(obj), "segments": segment_results(obj),
+            "holdout": holdout_result(obj), "can_choose": obj.status == CampaignStatus.TESTING})
 
     @admin.display(description="audience")
     def audience_summary(self, obj: Campaign) -> str:
@@ -117,8 +164,65 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         wrap = self.admin_site.admin_view
-        return [path("<int:pk>/preview/", wrap(self.preview_view), name="campaigns_campaign_preview")] \
-            + super().get_urls()
+        return [
+            path("<int:pk>/preview/", wrap(self.preview_view), name="campaigns_campaign_preview"),
+            path("<int:pk>/control/<str:command>/", wrap(self.control_view), name="campaigns_campaign_control"),
+            path("<int:pk>/progress.json", wrap(self.progress_json), name="campaigns_campaign_progress"),
+        ] + super().get_urls()
+
+    def control_view(self, request: HttpRequest, pk: int, command: str) -> HttpResponse:
+        """Schedule, pause, resume or cancel a campaign, or choose its A/B winner (POST only)."""
+        from campaigns.sending import actions as sending
+
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if request.method != "POST":
+            return HttpResponse(status=405)
+        if not self.has_change_permission(request, campaign):
+            raise PermissionDenied
+        back = HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+        if command == "schedule":
+            try:
+                sending.schedule_campaign(campaign)
+            except sending.CampaignNotReady as exc:
+                for problem in exc.problems:
+                    self.message_user(request, problem, messages.ERROR)
+                return back
+            self.message_user(request, "Scheduled. Sending starts at its time; this page shows the progress.",
+                              messages.SUCCESS)
+        elif command == "pause":
+            done = sending.pause_campaign(campaign)
+            self.message_user(request, "Paused: no new messages go out until you resume." if done
+                              else "Only a scheduled or sending campaign can be paused.",
+                              messages.SUCCESS if done else messages.WARNING)
+        elif command == "resume":
+            done = sending.resume_campaign(campaign)
+            self.message_user(request, "Resumed where it stopped." if done else "Only a paused campaign resumes.",
+                              messages.SUCCESS if done else messages.WARNING)
+        elif command == "cancel":
+            left = sending.cancel_campaign(campaign)
+            self.message_user(request, f"Cancelled; {left:,} people who had not been sent it will not get it.",
+                              messages.SUCCESS)
+        elif command == "winner":
+            variant = get_object_or_404(Variant, pk=request.POST.get("variant"), campaign=campaign)
+            sending.choose_winner(campaign, variant=variant)
+            self.message_user(request, f"Variant {variant.label} goes to the rest of the audience now.",
+                              messages.SUCCESS)
+        else:
+            return HttpResponse(status=404)
+        return back
+
+    def progress_json(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from django.http import JsonResponse
+
+        from campaigns.sending.results import progress
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        campaign = get_object_or_404(Campaign, pk=pk)
+        data = progress(campaign)
+        return JsonResponse({**data, "status": campaign.status, "status_label": campaign.get_status_display(),
+                             "reasons": [list(r) for r in data["reasons"]],
+                             "deferred": [list(r) for r in data["deferred"]]})
 
     def preview_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Check the campaign, preview a variant as a chosen subscriber or with no data, and send a test."""
@@ -173,6 +277,19 @@ def _find_subscriber(query: str) -> Subscriber | None:
     if query.isdigit():
         return Subscriber.objects.filter(pk=int(query)).first()
     return Subscriber.objects.filter(email_key=query.lower()).first()
+
+
+class ReadOnlyAudienceInline(ReadOnlyInline):
+    model = CampaignSegment
+    fields = ("segment", "exclude")
+    verbose_name_plural = "Audience"
+
+
+class ReadOnlyVariantInline(ReadOnlyInline):
+    model = Variant
+    fields = ("label", "subject", "preheader", "from_name")
+    show_change_link = False
+    verbose_name_plural = "Variants (as sent)"
 
 
 class TranslationInline(admin.StackedInline):

@@ -353,3 +353,29 @@ def test_probability_to_beat_matches_the_known_answer():
                                                                                           unique_clicks=45)],
         "click_rate")
     assert simulated[1] == pytest.approx(exact, abs=0.01) and 0.9 < exact < 0.99
+
+
+def test_campaign_admin_schedules_shows_progress_and_results(admin_client, campaign, audience_member, clock,
+                                                             django_capture_on_commit_callbacks):
+    audience_member(first_name="Ann")
+    page = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert 'value="Schedule"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/campaigns/campaign/{campaign.pk}/control/schedule/", follow=True)
+    assert "Scheduled." in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT and len(mail.outbox) == 1
+    page = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert "100%" in page and "Conversions" in page and "Everyone" in page
+    data = admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/progress.json").json()
+    assert data["by_status"] == {"sent": 1} and data["status"] == "sent"
+    assert admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/control/schedule/").status_code == 405
+
+
+def test_campaign_admin_refuses_to_schedule_with_the_reasons(admin_client, db, topic):
+    campaign = Campaign.objects.create(name="Nothing yet", topic=topic)
+    response = admin_client.post(f"/admin/campaigns/campaign/{campaign.pk}/control/schedule/", follow=True)
+    page = response.content.decode()
+    assert "Choose at least one segment to send to." in page and "the campaign has no content yet" in page
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.DRAFT
