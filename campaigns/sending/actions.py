@@ -533,7 +533,7 @@ def _retry_later(recipient_id: int, delivery_id: int, why: str, *, now: dt.datet
         delivery_actions.record_failed_many([(delivery_id, why)], rejected=False)
         result.failed += 1
         return
-    backoff = dt.timedelta(seconds=min(3600, 30 * 2 ** (attempts - 1)))
+    backoff = dt.timedelta(seconds=min(3600, settings.SEND_RETRY_SECONDS * 2 ** (attempts - 1)))
     Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.PENDING, attempts=attempts,
                                                      due_at=now + backoff, reason=f"will retry: {why}"[:300])
     result.retrying += 1

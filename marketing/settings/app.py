@@ -89,6 +89,8 @@ SEND_RECONCILE_SECONDS = env_int("SEND_RECONCILE_SECONDS", 600)
 # Attempts at a transient ESP error before a recipient is marked failed; the campaign pauses after this many
 # failed chunks in a row (an ESP outage) and can be resumed.
 SEND_MAX_ATTEMPTS = env_int("SEND_MAX_ATTEMPTS", 6)
+# First wait after a transient ESP error, in seconds; it doubles with each try (at most an hour).
+SEND_RETRY_SECONDS = env_int("SEND_RETRY_SECONDS", 30)
 SEND_PAUSE_AFTER_FAILED_CHUNKS = env_int("SEND_PAUSE_AFTER_FAILED_CHUNKS", 3)
 # Add our own open pixel and click redirect to campaign emails (turn off when the ESP tracks opens and clicks).
 OWN_TRACKING = env_bool("OWN_TRACKING", True)
