@@ -5,7 +5,9 @@ answers ``POST /email`` like Postmark, after an optional delay (a real ESP
 across the internet takes tens of milliseconds), counts every message it
 accepts per delivery id (from Anymail's metadata), and can fail on purpose:
 HTTP 500 for the first N calls (an outage), HTTP 422 "Invalid 'To' address"
-for chosen addresses (a permanent refusal).
+for chosen addresses (a permanent refusal). ``GET /messages/outbound?
+metadata_delivery_id=N`` answers like Postmark's message search, which the
+crash recovery asks.
 """
 
 from __future__ import annotations
@@ -36,6 +38,20 @@ class MockESP:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802 - Postmark's outbound search, by metadata_delivery_id
+                from urllib.parse import parse_qs, urlsplit
+
+                query = parse_qs(urlsplit(self.path).query)
+                delivery_id = (query.get("metadata_delivery_id") or [""])[0]
+                with esp.lock:
+                    count = esp.accepted.get(delivery_id, 0)
+                data = json.dumps({"TotalCount": count, "Messages": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:  # noqa: N802 - the http.server API
                 length = int(self.headers.get("Content-Length") or 0)

@@ -418,13 +418,24 @@ def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], 
             continue
         out.append((r[0], r[1], r[2], delivery_id))
     # Handed to the ESP from here on: a crash now is resolved by reconcile_sends, never by resending blindly.
-    sending = [r[0] for r in out]
-    for start in range(0, len(sending), 1000):
-        Recipient.objects.filter(pk__in=sending[start:start + 1000]).update(status=RecipientStatus.SENDING,
-                                                                            queued_at=now)
-    for recipient_id, _, _, delivery_id in out:
-        Recipient.objects.filter(pk=recipient_id).update(delivery_id=delivery_id)
+    _mark_sending([(r[0], r[3]) for r in out], now=now)
     return out
+
+
+def _mark_sending(pairs: list[tuple[int, int]], *, now: dt.datetime) -> None:
+    """Set recipients "handed to the ESP" with their delivery ids: one statement on PostgreSQL."""
+    if not pairs:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE campaigns_recipient r SET status = %s, queued_at = %s, delivery_id = v.delivery "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delivery) WHERE r.id = v.id",
+                [RecipientStatus.SENDING, now, [p[0] for p in pairs], [p[1] for p in pairs]])
+        return
+    for recipient_id, delivery_id in pairs:
+        Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.SENDING, queued_at=now,
+                                                         delivery_id=delivery_id)
 
 
 def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: str, headers: dict[str, str],
@@ -467,23 +478,26 @@ def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.
                                   allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now)
     addresses = dict(Subscriber.objects.filter(pk__in=subscriber_ids).values_list("pk", "email"))
     links = preference_links(subscriber_ids=subscriber_ids)
-    messages, order = [], []
-    for recipient_id, subscriber_id, variant_id, delivery_id in rows:
-        recipient = contexts.get(subscriber_id)
-        if recipient is None:
-            continue
-        language = recipient.locale if recipient.locale in translations.get(variant_id, ()) else ""
-        rendered = _compiled(variant_id, language, version).render(recipient.context, locale=recipient.locale,
-                                                                   currency=recipient.currency)
-        if settings.OWN_TRACKING:
-            rendered = type(rendered)(rendered.subject, tracked_html(rendered.html, delivery_id=delivery_id),
-                                      rendered.text)
-        variant = variants[variant_id]
-        messages.append(build_message(campaign, rendered, delivery_id=delivery_id, to=addresses[subscriber_id],
-                                      headers=links[subscriber_id].headers,
-                                      from_name=variant.from_name or campaign.from_name))
-        order.append((recipient_id, delivery_id))
-    outcomes = sender.send_all(messages)
+    order = [(r[0], r[3]) for r in rows if r[1] in contexts]
+
+    def messages() -> Any:
+        # Rendered one by one while earlier ones are already on their way to the ESP.
+        for _, subscriber_id, variant_id, delivery_id in rows:
+            recipient = contexts.get(subscriber_id)
+            if recipient is None:
+                continue
+            language = recipient.locale if recipient.locale in translations.get(variant_id, ()) else ""
+            rendered = _compiled(variant_id, language, version).render(recipient.context, locale=recipient.locale,
+                                                                       currency=recipient.currency)
+            if settings.OWN_TRACKING:
+                rendered = type(rendered)(rendered.subject, tracked_html(rendered.html, delivery_id=delivery_id),
+                                          rendered.text)
+            variant = variants[variant_id]
+            yield build_message(campaign, rendered, delivery_id=delivery_id, to=addresses[subscriber_id],
+                                headers=links[subscriber_id].headers,
+                                from_name=variant.from_name or campaign.from_name)
+
+    outcomes = sender.send_all(messages())
     _record(campaign, order, outcomes, now=now, result=result)
 
 
@@ -556,9 +570,12 @@ def _note_failed_chunk(campaign: Campaign, why: str) -> None:
 def reconcile_sends(*, now: dt.datetime | None = None) -> tuple[int, int]:
     """Resolve recipients a crashed worker left "handed to the ESP"; returns (confirmed sent, queued again).
 
-    After ``SEND_RECONCILE_SECONDS`` the ESP's events have arrived for what it
-    accepted (they mark the delivery sent); those are done. The rest never
-    reached the ESP and are put back to be sent.
+    After ``SEND_RECONCILE_SECONDS``: a delivery the ESP's events already
+    marked sent is done. For the rest, an ESP whose API can be asked
+    (Postmark's message search, by our delivery id in the metadata) says which
+    it accepted; those are recorded as sent and the others go out again. With
+    an ESP that cannot be asked, the events are all there is: what none
+    reported is sent again.
     """
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.SEND_RECONCILE_SECONDS)
@@ -567,11 +584,19 @@ def reconcile_sends(*, now: dt.datetime | None = None) -> tuple[int, int]:
         DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.OPENED, DeliveryStatus.CLICKED,
         DeliveryStatus.SOFT_BOUNCED, DeliveryStatus.BOUNCED, DeliveryStatus.COMPLAINED, DeliveryStatus.UNSUBSCRIBED])
     confirmed = stalled.filter(reached).update(status=RecipientStatus.SENT)
-    again = stalled.exclude(reached).update(status=RecipientStatus.PENDING, due_at=now,
-                                            reason="sent again: the ESP never reported the first attempt")
+    unknown = list(stalled.exclude(reached).values_list("pk", "delivery_id"))
+    accepted = sender.esp_accepted([d for _, d in unknown if d]) or set()
+    if accepted:
+        delivery_actions.record_sent_many([(d, "") for d in sorted(accepted)], esp_name=_esp_name(), sent_at=now)
+        _update_recipients([r for r, d in unknown if d in accepted], status=RecipientStatus.SENT,
+                           reason="the ESP confirmed it after a worker crash")
+    again = [r for r, d in unknown if d not in accepted]
+    _update_recipients(again, status=RecipientStatus.PENDING, due_at=now,
+                       reason="sent again: the ESP never received the first attempt")
+    confirmed += len(accepted)
     if confirmed or again:
-        logger.info("Reconciled sends: %s confirmed by the ESP, %s queued again", confirmed, again)
-    return confirmed, again
+        logger.info("Reconciled sends: %s confirmed by the ESP, %s queued again", confirmed, len(again))
+    return confirmed, len(again)
 
 
 # --- Pause, resume, cancel, winners -----------------------------------------------------------

@@ -13,7 +13,7 @@ connection errors), which the caller retries later.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +105,50 @@ def concurrent_backend() -> bool:
     return settings.EMAIL_BACKEND.startswith("anymail.")
 
 
-def send_all(messages: Sequence[Any]) -> list[Outcome]:
-    """Send each message; returns the outcomes in the same order."""
-    if not messages:
-        return []
-    if len(messages) == 1 or not concurrent_backend() or settings.SEND_CONCURRENCY <= 1:
+def send_all(messages: Iterable[Any]) -> list[Outcome]:
+    """Send each message as soon as it is produced; returns the outcomes in the same order.
+
+    ``messages`` may be a generator that renders them: with an ESP backend
+    the first API calls are in flight while the next messages render.
+    """
+    if not concurrent_backend() or settings.SEND_CONCURRENCY <= 1:
         return [_send_one(m) for m in messages]
-    return list(_executor().map(_send_one, messages))
+    pool = _executor()
+    futures = [pool.submit(_send_one, m) for m in messages]
+    return [f.result() for f in futures]
+
+
+# --- Asking the ESP what it accepted (crash recovery) ----------------------------
+
+
+def _postmark_accepted(delivery_ids: list[int]) -> set[int]:
+    """Ask Postmark's outbound-message search which of these deliveries it accepted (by our metadata)."""
+    import requests
+    from anymail.utils import get_anymail_setting
+
+    token = get_anymail_setting("server_token", esp_name="postmark")
+    base = get_anymail_setting("api_url", esp_name="postmark", default="https://api.postmarkapp.com/")
+    base = base if base.endswith("/") else base + "/"
+    found = set()
+    with requests.Session() as session:
+        session.headers.update({"Accept": "application/json", "X-Postmark-Server-Token": token})
+        for delivery_id in delivery_ids:
+            response = session.get(f"{base}messages/outbound", timeout=10,
+                                   params={"count": 1, "offset": 0, "metadata_delivery_id": str(delivery_id)})
+            response.raise_for_status()
+            if response.json().get("TotalCount", 0):
+                found.add(delivery_id)
+    return found
+
+
+# ESPs whose API can say whether a message was accepted, by Anymail backend module.
+ACCEPTED_LOOKUPS = {"anymail.backends.postmark": _postmark_accepted}
+
+
+def esp_accepted(delivery_ids: list[int]) -> set[int] | None:
+    """Return which deliveries the configured ESP accepted, or None when it cannot be asked."""
+    module = settings.EMAIL_BACKEND.rsplit(".", 1)[0]
+    lookup = ACCEPTED_LOOKUPS.get(module)
+    if lookup is None or not delivery_ids:
+        return None if lookup is None else set()
+    return lookup(delivery_ids)

@@ -379,3 +379,31 @@ def test_campaign_admin_refuses_to_schedule_with_the_reasons(admin_client, db, t
     assert "Choose at least one segment to send to." in page and "the campaign has no content yet" in page
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.DRAFT
+
+
+def test_after_a_crash_the_esp_is_asked_what_it_accepted(campaign, audience_member, settings,
+                                                         django_capture_on_commit_callbacks):
+    from tests.mock_esp import MockESP, anymail_settings
+
+    ann, ben = audience_member(first_name="Ann"), audience_member(first_name="Ben")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    ids = list(Recipient.objects.filter(campaign=campaign).values_list("pk", flat=True))
+    Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.QUEUED, queued_at=NOON)
+    with transaction_claim(campaign, ids):
+        pass  # handed to the ESP, then the worker died
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    with MockESP() as esp:
+        settings.ANYMAIL = anymail_settings(esp.url)
+        ann_delivery = Delivery.objects.get(subscriber=ann)
+        esp.accepted[str(ann_delivery.pk)] = 1  # the ESP got Ann's message before the crash; no event came
+        later = NOON + dt.timedelta(seconds=settings.SEND_RECONCILE_SECONDS + 1)
+        assert actions.reconcile_sends(now=later) == (1, 1)
+        ann_delivery.refresh_from_db()
+        assert ann_delivery.status == DeliveryStatus.SENT
+        run(campaign, django_capture_on_commit_callbacks, now=later + dt.timedelta(minutes=1))
+        assert esp.accepted == {str(ann_delivery.pk): 1, str(Delivery.objects.get(subscriber=ben).pk): 1}
+        assert esp.duplicates == 0
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SENT
