@@ -42,11 +42,17 @@ class MockESP:
             def do_GET(self) -> None:  # noqa: N802 - Postmark's outbound search, by metadata_delivery_id
                 from urllib.parse import parse_qs, urlsplit
 
-                query = parse_qs(urlsplit(self.path).query)
-                delivery_id = (query.get("metadata_delivery_id") or [""])[0]
-                with esp.lock:
-                    count = esp.accepted.get(delivery_id, 0)
-                data = json.dumps({"TotalCount": count, "Messages": []}).encode()
+                parts = urlsplit(self.path)
+                if parts.path == "/stats":  # for the benchmark
+                    with esp.lock:
+                        answer = {"accepted": sum(esp.accepted.values()), "unique": len(esp.accepted),
+                                  "duplicates": esp.duplicates, "calls": esp.calls, "failed_calls": esp.failed_calls,
+                                  "first_at": esp.first_at, "last_at": esp.last_at, "clock": time.monotonic()}
+                else:
+                    delivery_id = (parse_qs(parts.query).get("metadata_delivery_id") or [""])[0]
+                    with esp.lock:
+                        answer = {"TotalCount": esp.accepted.get(delivery_id, 0), "Messages": []}
+                data = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -66,7 +72,10 @@ class MockESP:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # many workers' connections arrive at once
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

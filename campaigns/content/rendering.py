@@ -74,9 +74,11 @@ class CompiledMessage:
     def render(self, context: Mapping[str, Any], *, locale: str = "en", currency: str = "EUR") -> RenderedMessage:
         token = RECIPIENT_LOCALE.set((locale or "en", currency or "EUR"))
         try:
-            ctx = Context(context, autoescape=True)
+            # Localization is the sandbox filters' job (money, number, date, in the recipient's locale);
+            # Django's own per-variable l10n would ask for the active language at every tag.
+            ctx = Context(context, autoescape=True, use_l10n=False, use_tz=False)
             html = self.html.render(ctx)
-            text_ctx = Context(context, autoescape=False)
+            text_ctx = Context(context, autoescape=False, use_l10n=False, use_tz=False)
             subject = " ".join(self.subject.render(text_ctx).split())
             text = _tidy_text(self.text.render(text_ctx))
         finally:

@@ -378,17 +378,19 @@ def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], 
     """Record the gate's skips and deferrals, create the deliveries to send, and return what to send."""
     decisions = policy.decide([row[1] for row in claimed], topic_id=campaign.topic_id, now=now)
     skipped, send = [], []
+    deferred: dict[tuple[dt.datetime | None, str], list[int]] = defaultdict(list)
     for row in claimed:
         decision = decisions.get(row[1], policy.Decision(policy.SKIP, "erased"))
         result.reasons[decision.reason or "sent"] += 1
         if decision.action == policy.SEND:
             send.append(row)
         elif decision.action == policy.DEFER:
-            Recipient.objects.filter(pk=row[0]).update(status=RecipientStatus.PENDING, due_at=decision.until,
-                                                       reason=decision.explanation[:300])
-            result.deferred += 1
+            deferred[(decision.until, decision.explanation[:300])].append(row[0])
         else:
             skipped.append((row, decision))
+    for (until, explanation), ids in deferred.items():
+        _update_recipients(ids, status=RecipientStatus.PENDING, due_at=until, reason=explanation)
+        result.deferred += len(ids)
     if skipped:
         why = _why(campaign, [row[1] for row, _ in skipped], now)
         by_reason: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
@@ -398,10 +400,8 @@ def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], 
             deliveries = delivery_actions.create_deliveries(
                 [(r[1], message_key(campaign.pk, r[2]), why[r[1]]) for r in rows],
                 status=DeliveryStatus.SKIPPED, reason=explanation)
-            for r in rows:
-                Recipient.objects.filter(pk=r[0]).update(
-                    status=RecipientStatus.SKIPPED, reason=explanation[:300],
-                    delivery_id=deliveries.get((message_key(campaign.pk, r[2]), r[1])))
+            _set_recipients([(r[0], deliveries[(message_key(campaign.pk, r[2]), r[1])]) for r in rows],
+                            status=RecipientStatus.SKIPPED, reason=explanation[:300])
         result.skipped += len(skipped)
     if not send:
         return []
@@ -418,24 +418,30 @@ def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], 
             continue
         out.append((r[0], r[1], r[2], delivery_id))
     # Handed to the ESP from here on: a crash now is resolved by reconcile_sends, never by resending blindly.
-    _mark_sending([(r[0], r[3]) for r in out], now=now)
+    _set_recipients([(r[0], r[3]) for r in out], status=RecipientStatus.SENDING, queued_at=now)
     return out
 
 
-def _mark_sending(pairs: list[tuple[int, int]], *, now: dt.datetime) -> None:
-    """Set recipients "handed to the ESP" with their delivery ids: one statement on PostgreSQL."""
+def _set_recipients(pairs: list[tuple[int, int]], *, status: str, reason: str | None = None,
+                    queued_at: dt.datetime | None = None) -> None:
+    """Set recipients' status and delivery ids, (recipient id, delivery id) each: one statement on PostgreSQL."""
     if not pairs:
         return
+    values: dict[str, Any] = {"status": status}
+    if reason is not None:
+        values["reason"] = reason
+    if queued_at is not None:
+        values["queued_at"] = queued_at
     if connection.vendor == "postgresql":
+        sets = ", ".join(f"{name} = %s" for name in values)
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE campaigns_recipient r SET status = %s, queued_at = %s, delivery_id = v.delivery "
+                f"UPDATE campaigns_recipient r SET {sets}, delivery_id = v.delivery "
                 "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delivery) WHERE r.id = v.id",
-                [RecipientStatus.SENDING, now, [p[0] for p in pairs], [p[1] for p in pairs]])
+                [*values.values(), [p[0] for p in pairs], [p[1] for p in pairs]])
         return
     for recipient_id, delivery_id in pairs:
-        Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.SENDING, queued_at=now,
-                                                         delivery_id=delivery_id)
+        Recipient.objects.filter(pk=recipient_id).update(delivery_id=delivery_id, **values)
 
 
 def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: str, headers: dict[str, str],

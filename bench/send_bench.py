@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Benchmark sending a campaign end to end: real Celery workers on Redis, Anymail, a mock ESP with latency.
+
+    cd /work/main
+    .venv/bin/python bench/send_bench.py --database-url postgres://postgres@127.0.0.1:5432/marketing_segbench
+    .venv/bin/python bench/send_bench.py ... --kill --segment-percent 20     # crash one worker mid-send
+
+The database must hold demo data (``seed_demo --subscribers 1000000``). The
+script:
+
+1. prepares an audience: a segment of ``--segment-percent`` % of everyone
+   (a stable random bucket), a topic every subscribed person in it is
+   subscribed to, and marketing consent for those who lack it (set-based SQL);
+2. writes a personalized 1.6 KB template (8 merge tags with fallbacks, a
+   recommendations loop, a dynamic block for “Loyal customers”) and times
+   rendering it per core for real recipients, and a same-size template
+   without personalization, printing the ratio;
+3. starts a mock Postmark API (``tests/mock_esp.py``) answering each call after
+   ``--latency`` seconds and counting what it accepts per delivery id, and
+   ``--workers`` Celery workers (one process each, ``SEND_CONCURRENCY`` ESP
+   calls in flight) on Redis with Anymail's real Postmark backend;
+4. schedules the campaign and, acting as Beat, runs the dispatch and the
+   crash recovery every few seconds until every recipient is done;
+5. with ``--kill``: when about 40% is sent, kills one worker with SIGKILL
+   (parent and pool), starts it again, and checks afterwards that the ESP got
+   exactly one message per eligible recipient;
+6. prints recipients/s from schedule to last accepted message, peak RSS per
+   worker, delivered vs eligible and duplicates, and writes a JSON result to
+   bench/out/.
+
+Goals (issue): ≥ 1,500 recipients/s end to end, ≥ 15,000 renders/s per core,
+after the kill delivered = eligible exactly and 0 duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from common import ensure_database, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/marketing_segbench"
+BROKER = "redis://127.0.0.1:6379/5"
+GOAL_RATE = 1500
+GOAL_RENDERS = 15000
+TOPIC_SLUG = "bench-news"
+
+TEMPLATE = """<h1 style="font-size:22px">Hi {{ first_name|default:"there" }}, the winter sale is on</h1>
+<p>We picked these for you{% if city %} in {{ city }}{% else %}{% endif %}. Prices are for {{ country_name|default:"your country" }}.</p>
+{% ifsegment "Loyal customers" %}<p class="vip">As one of our regulars ({{ order_count }} orders so far, {{ total_spent|money }} in all) you get 20% off with code LOYAL20.</p>{% else %}<p>Your first order ships free this week.</p>{% endifsegment %}
+<table role="presentation" width="100%">{% recommendations 3 %}<tr><td style="padding:8px 0"><a href="{{ product.url|default:"https://shop.example/" }}">{{ product.name|default:"A bestseller" }}</a></td><td style="text-align:right">{{ product.price|money }}</td></tr>{% empty %}<tr><td><a href="https://shop.example/sale">See the sale</a></td></tr>{% endrecommendations %}</table>
+<p>{{ company|default:"" }} {{ last_name|default:"" }} — last order {{ last_order_at|date:"long"|default:"not yet" }}.</p>
+<p><a class="button" href="https://shop.example/sale?utm_campaign=winter">Shop the sale</a></p>
+<p style="color:#57606a;font-size:13px">Winter sale prices hold until Sunday midnight in your time zone. Free returns for 60 days. Questions? Reply to this email and a person will answer; we read every message, usually within a working day.</p>
+<p style="color:#57606a;font-size:13px">Our stores in Riga, Vilnius, Warsaw, Istanbul, Sofia and Tashkent carry the same offers. Gift cards never expire.</p>
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}stats", timeout=10) as response:  # noqa: S310 - the local mock
+        return json.loads(response.read())
+
+
+def prepare(percent: int) -> tuple[int, int]:
+    """Create the bench segment, topic, memberships and consents; return (campaign id, audience size)."""
+    from django.db import connection
+
+    from campaigns.content.models import Campaign, CampaignSegment, Variant
+    from campaigns.segments.models import Segment
+    from preferences.models import Topic
+
+    topic, _ = Topic.objects.get_or_create(slug=TOPIC_SLUG, defaults={"name": "Bench news"})
+    segment, _ = Segment.objects.update_or_create(name=f"bench: {percent}% bucket", defaults={
+        "rules": {"match": "all", "rules": [{"field": "random_bucket", "op": "lt", "value": percent, "salt": 5}]}})
+    from campaigns.segments import actions as segment_actions
+
+    members_sql, params = segment_actions.members(segment).values("id").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO preferences_topicsubscription (subscriber_id, topic_id, subscribed, changed_at) "
+            f"SELECT m.id, %s, true, now() FROM ({members_sql}) m ON CONFLICT DO NOTHING", [topic.pk, *params])
+        cursor.execute(
+            f"INSERT INTO subscribers_consentrecord (subscriber_id, purpose, granted, method, notice_version, "
+            f"user_agent, occurred_at, recorded_at) SELECT m.id, 'email_marketing', true, 'import', 'bench', '', "
+            f"now() - interval '30 days', now() FROM ({members_sql}) m JOIN subscribers_subscriber s ON s.id = m.id "
+            f"WHERE s.status = 'subscribed' AND NOT EXISTS (SELECT 1 FROM subscribers_consentrecord c "
+            f"WHERE c.subscriber_id = m.id AND c.purpose = 'email_marketing')", params)
+        cursor.execute("ANALYZE preferences_topicsubscription; ANALYZE subscribers_consentrecord")
+    campaign = Campaign.objects.create(name=f"Bench {time.strftime('%H:%M:%S')}", topic=topic,
+                                       from_name="Bench shop", from_email="shop@example.com")
+    CampaignSegment.objects.create(campaign=campaign, segment=segment)
+    Variant.objects.create(campaign=campaign, label="A", subject='{{ first_name|default:"Hi" }}, the sale is on',
+                           preheader="Up to 40% off until Sunday", html=TEMPLATE)
+    return campaign.pk, segment_actions.members(segment).count()
+
+
+def render_speed(campaign_id: int) -> dict[str, float]:
+    """Time rendering for real recipients, and a same-size template without personalization."""
+    import re
+
+    from campaigns.content import actions as content_actions
+    from campaigns.content.models import Campaign
+    from campaigns.content.personalize import recipient_contexts
+    from campaigns.content.rendering import compile_message
+    from subscribers.models import Subscriber
+
+    campaign = Campaign.objects.get(pk=campaign_id)
+    variant = campaign.variants.get()
+    compiled = content_actions.compile_variant(variant)
+    ids = list(Subscriber.objects.filter(status="subscribed").order_by("pk").values_list("pk", flat=True)[:2000])
+    contexts = list(recipient_contexts(ids, segments=compiled.segments, recommendations=True).values())
+    plain_html = re.sub(r"{%.*?%}", "", re.sub(r"{{.*?}}", "Alex", TEMPLATE))
+    plain = compile_message(subject="Hi, the sale is on", html=plain_html, layout=content_actions.layout_for(campaign),
+                            blocks=content_actions.content_blocks())
+
+    def rate(message: Any, personal: bool) -> float:
+        done, started = 0, time.process_time()
+        while time.process_time() - started < 3:
+            for r in contexts:
+                message.render(r.context if personal else {}, locale=r.locale, currency=r.currency)
+            done += len(contexts)
+        return done / (time.process_time() - started)
+
+    personalized, static = rate(compiled, True), rate(plain, False)
+    size = len(compiled.render(contexts[0].context).html.encode())
+    return {"personalized": personalized, "static": static, "ratio": static / personalized,
+            "template_bytes": len(TEMPLATE.encode()), "rendered_bytes": size}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--segment-percent", type=int, default=80)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=64, help="ESP calls in flight per worker")
+    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--kill", action="store_true", help="kill -9 one worker at ~40%% and restart it")
+    parser.add_argument("--beat-seconds", type=float, default=5, help="how often the bench runs dispatch/recovery")
+    parser.add_argument("--reconcile-seconds", type=int, default=20)
+    args = parser.parse_args()
+
+    ensure_database(args.database_url)
+    port = free_port()
+    esp_url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-" * 8, "ALLOWED_HOSTS": "localhost",
+           "DATABASE_URL": args.database_url, "CELERY_BROKER_URL": BROKER, "REDIS_URL": "redis://127.0.0.1:6379/6",
+           "DJANGO_SETTINGS_MODULE": "marketing.settings", "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+           "ANYMAIL": json.dumps({"POSTMARK_SERVER_TOKEN": "bench", "POSTMARK_API_URL": esp_url}),
+           "QUIET_HOURS": "", "MARKETING_WEEKLY_CAP": "0", "SEND_CONCURRENCY": str(args.concurrency),
+           "SEND_CHUNK_SIZE": str(args.chunk), "SEND_RECONCILE_SECONDS": str(args.reconcile_seconds),
+           "CELERY_VISIBILITY_TIMEOUT": "30", "PYTHONUNBUFFERED": "1", "SECURE_SSL_REDIRECT": "0"}
+    os.environ.update(env)
+    migrate(env)
+    import django
+
+    django.setup()
+    import redis
+    from django.db import connection
+
+    from campaigns.content.models import Campaign
+    from campaigns.sending import actions
+    from campaigns.sending.models import Recipient
+
+    redis.Redis.from_url(BROKER).flushdb()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM subscribers_subscriber")
+        people = cursor.fetchone()[0]
+    started = time.perf_counter()
+    campaign_id, audience = prepare(args.segment_percent)
+    print(f"database: {people:,} subscribers; segment {audience:,} people (prepared in "
+          f"{time.perf_counter() - started:.1f} s)")
+    renders = render_speed(campaign_id)
+    print(f"rendering: {renders['personalized']:,.0f} renders/s per core personalized, {renders['static']:,.0f} "
+          f"without personalization (ratio {renders['ratio']:.2f}×); template {renders['template_bytes']:,} B, "
+          f"rendered HTML {renders['rendered_bytes']:,} B")
+
+    esp = subprocess.Popen([sys.executable, "tests/mock_esp.py", str(port), str(args.latency)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
+    worker_cmd = [sys.executable, "-m", "celery", "-A", "marketing", "worker", "--concurrency", "1",
+                  "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    workers = {n: subprocess.Popen([*worker_cmd, "-n", f"bench{n}@%h"], cwd=ROOT, env=env) for n in
+               range(1, args.workers + 1)}
+    peak: dict[int, float] = dict.fromkeys(workers, 0.0)
+    killed = False
+    try:
+        time.sleep(4)
+        stats(esp_url)
+        campaign = Campaign.objects.get(pk=campaign_id)
+        t0 = time.monotonic()  # the same clock as the mock ESP's (CLOCK_MONOTONIC, machine-wide)
+        actions.schedule_campaign(campaign)  # queues the dispatch task for a worker
+        last_beat = time.perf_counter()
+        while True:
+            time.sleep(1)
+            for n, proc in workers.items():
+                for pid in (proc.pid, *children(proc.pid)):
+                    peak[n] = max(peak[n], rss_mb(pid))
+            counts = dict(Recipient.objects.filter(campaign_id=campaign_id).values_list("status")
+                          .annotate(n=django.db.models.Count("pk")).values_list("status", "n"))
+            open_ = sum(counts.get(s, 0) for s in ("pending", "queued", "sending"))
+            done = sum(counts.values()) - open_
+            campaign.refresh_from_db()
+            elapsed = time.monotonic() - t0
+            esp_now = stats(esp_url)
+            print(f"  {elapsed:6.1f} s  {campaign.status:<9} recipients {sum(counts.values()):>8,}  "
+                  f"done {done:>8,}  ESP accepted {esp_now['accepted']:>8,}  {counts}", flush=True)
+            if args.kill and not killed and esp_now["accepted"] >= 0.4 * audience:
+                victim = workers[1]
+                for pid in (*children(victim.pid), victim.pid):
+                    os.kill(pid, signal.SIGKILL)
+                victim.wait()
+                print(f"  killed worker 1 (SIGKILL) at {esp_now['accepted']:,} accepted; restarting it", flush=True)
+                workers[1] = subprocess.Popen([*worker_cmd, "-n", "bench1b@%h"], cwd=ROOT, env=env)
+                killed = True
+            if campaign.status in ("sent", "cancelled", "paused") and not open_:
+                break
+            if time.perf_counter() - last_beat >= args.beat_seconds:
+                actions.reconcile_sends()
+                actions.dispatch_campaigns()
+                last_beat = time.perf_counter()
+        final = stats(esp_url)
+    finally:
+        for proc in workers.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in workers.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        esp.terminate()
+    counts = dict(Recipient.objects.filter(campaign_id=campaign_id).values_list("status")
+                  .annotate(n=django.db.models.Count("pk")).values_list("status", "n"))
+    eligible = counts.get("sent", 0)
+    span = (final["last_at"] - final["first_at"]) if final["first_at"] else 0
+    end_to_end = final["last_at"] - t0 if final["last_at"] else 0
+    rate = eligible / end_to_end if end_to_end else 0
+    print()
+    print(f"recipients: {sum(counts.values()):,} ({counts})")
+    print(f"end to end (schedule → last message accepted): {end_to_end:.1f} s, {rate:,.0f} recipients/s "
+          f"(ESP busy {span:.1f} s)  {'PASS' if rate >= GOAL_RATE else 'MISS'} (goal ≥ {GOAL_RATE:,})")
+    print(f"renders/s per core: {renders['personalized']:,.0f}  "
+          f"{'PASS' if renders['personalized'] >= GOAL_RENDERS else 'MISS'} (goal ≥ {GOAL_RENDERS:,})")
+    print("peak RSS per worker (MB): " + ", ".join(f"worker {n}: {mb:.0f}" for n, mb in peak.items()))
+    exact = final["unique"] == eligible and final["duplicates"] == 0
+    print(f"delivered (unique at the ESP) {final['unique']:,} vs eligible {eligible:,}; duplicates "
+          f"{final['duplicates']}  {'PASS' if exact else 'MISS'}" + (" (after kill -9)" if killed else ""))
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {"people": people, "audience": audience, "counts": counts, "end_to_end_s": round(end_to_end, 2),
+              "recipients_per_s": round(rate), "renders": renders, "peak_rss_mb": peak,
+              "esp": final, "killed": killed, "exact": exact}
+    (OUT / f"send_bench{'-kill' if killed else ''}.json").write_text(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
