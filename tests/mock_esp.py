@@ -7,18 +7,27 @@ accepts per delivery id (from Anymail's metadata), and can fail on purpose:
 HTTP 500 for the first N calls (an outage), HTTP 422 "Invalid 'To' address"
 for chosen addresses (a permanent refusal). ``GET /messages/outbound?
 metadata_delivery_id=N`` answers like Postmark's message search, which the
-crash recovery asks.
+crash recovery asks; ``GET /stats`` reports the counts.
+
+It is a small asyncio HTTP/1.1 server (keep-alive, no thread per
+connection) so that, sharing the machine with the app under test, it costs
+as little CPU as a remote ESP would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_TO = re.compile(rb'"To"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_DELIVERY = re.compile(rb'"delivery_id"\s*:\s*"([^"]*)"')
 
 
 class MockESP:
@@ -31,60 +40,22 @@ class MockESP:
         self.lock = threading.Lock()
         self.first_at: float | None = None
         self.last_at: float | None = None
-        esp = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - Postmark's outbound search, by metadata_delivery_id
-                from urllib.parse import parse_qs, urlsplit
-
-                parts = urlsplit(self.path)
-                if parts.path == "/stats":  # for the benchmark
-                    with esp.lock:
-                        answer = {"accepted": sum(esp.accepted.values()), "unique": len(esp.accepted),
-                                  "duplicates": esp.duplicates, "calls": esp.calls, "failed_calls": esp.failed_calls,
-                                  "first_at": esp.first_at, "last_at": esp.last_at, "clock": time.monotonic()}
-                else:
-                    delivery_id = (parse_qs(parts.query).get("metadata_delivery_id") or [""])[0]
-                    with esp.lock:
-                        answer = {"TotalCount": esp.accepted.get(delivery_id, 0), "Messages": []}
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                status, answer = esp.answer(body)
-                if esp.latency:
-                    time.sleep(esp.latency)
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 1024  # many workers' connections arrive at once
-
-        self.server = Server(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+        return f"http://127.0.0.1:{self.port}/"
 
-    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        to = str(body.get("To", ""))
+    # --- the ESP's answers ---------------------------------------------------------
+
+    def send(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        match = _TO.search(body)
+        to = json.loads(b'"' + match.group(1) + b'"') if match else ""
+        found = _DELIVERY.search(body)
+        delivery_id = found.group(1).decode() if found else ""
         with self.lock:
             self.calls += 1
             if self.calls <= self.fail_first:
@@ -93,7 +64,6 @@ class MockESP:
             address = to.rsplit("<", 1)[-1].rstrip(">").strip().lower()
             if address in self.refuse:
                 return 422, {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{address}'."}
-            delivery_id = str((body.get("Metadata") or {}).get("delivery_id", ""))
             self.accepted[delivery_id] += 1
             now = time.monotonic()
             self.first_at = self.first_at or now
@@ -101,17 +71,60 @@ class MockESP:
         return 200, {"To": to, "SubmittedAt": "2026-12-01T12:00:00Z", "MessageID": str(uuid.uuid4()),
                      "ErrorCode": 0, "Message": "OK"}
 
+    def get(self, target: str) -> dict[str, Any]:
+        parts = urlsplit(target)
+        with self.lock:
+            if parts.path == "/stats":
+                return {"accepted": sum(self.accepted.values()), "unique": len(self.accepted),
+                        "duplicates": self.duplicates, "calls": self.calls, "failed_calls": self.failed_calls,
+                        "first_at": self.first_at, "last_at": self.last_at, "clock": time.monotonic()}
+            delivery_id = (parse_qs(parts.query).get("metadata_delivery_id") or [""])[0]
+            return {"TotalCount": self.accepted.get(delivery_id, 0), "Messages": []}
+
     @property
     def duplicates(self) -> int:
         return sum(n - 1 for n in self.accepted.values() if n > 1)
 
+    # --- a minimal HTTP/1.1 server ---------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = request_line.split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                status, answer = self.send(body) if method == "POST" else (200, self.get(target))
+                if self.latency and method == "POST":
+                    await asyncio.sleep(self.latency)
+                data = json.dumps(answer).encode()
+                writer.write(f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: "
+                             f"application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port,
+                                                                   backlog=1024))
+        self.port = server.sockets[0].getsockname()[1]
+        self.server = server
+        self.ready.set()
+        self.loop.run_forever()
+        server.close()
+
     def __enter__(self) -> MockESP:
         self.thread.start()
+        self.ready.wait(10)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def anymail_settings(url: str) -> dict[str, str]:
@@ -128,7 +141,5 @@ if __name__ == "__main__":  # run it alone: python tests/mock_esp.py [port] [lat
         try:
             while True:
                 time.sleep(5)
-                print(f"accepted {sum(esp.accepted.values())}, calls {esp.calls}, duplicates {esp.duplicates}",
-                      flush=True)
         except KeyboardInterrupt:
             pass

@@ -116,6 +116,16 @@ class CampaignAdmin(admin.ModelAdmin):
                 "progress_display", "results_display", ("started_at", "test_ends_at", "winner", "finished_at"))}))
         return fieldsets
 
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: Any = None) -> HttpResponse:
+        campaign = Campaign.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        extra = dict(extra_context or {})
+        if campaign and campaign != CampaignStatus.DRAFT:
+            # A scheduled or sent campaign changes only through its controls.
+            extra.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False,
+                         show_delete=False)
+        return super().change_view(request, object_id, form_url, extra)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         if obj is not None and obj.status != CampaignStatus.DRAFT:
             # Once scheduled, the campaign is a record of what was sent: only its controls change it.
@@ -187,8 +197,10 @@ class CampaignAdmin(admin.ModelAdmin):
                 for problem in exc.problems:
                     self.message_user(request, problem, messages.ERROR)
                 return back
-            self.message_user(request, "Scheduled. Sending starts at its time; this page shows the progress.",
-                              messages.SUCCESS)
+            campaign.refresh_from_db()
+            started = campaign.status != CampaignStatus.SCHEDULED
+            self.message_user(request, "Scheduled and sending; this page shows the progress." if started else
+                              "Scheduled. Sending starts at its time; this page shows the progress.", messages.SUCCESS)
         elif command == "pause":
             done = sending.pause_campaign(campaign)
             self.message_user(request, "Paused: no new messages go out until you resume." if done

@@ -142,7 +142,7 @@ class Variant(models.Model):
     subject = models.CharField(max_length=300)
     preheader = models.CharField(max_length=300, blank=True, help_text="The preview line inboxes show.")
     from_name = models.CharField(max_length=100, blank=True, help_text="Empty: the campaign's.")
-    html = models.TextField(help_text="Content; merge tags like {{ first_name|default:\"there\" }}.")
+    html = models.TextField("HTML", help_text="Content; merge tags like {{ first_name|default:\"there\" }}.")
     text = models.TextField(blank=True, help_text="Plain-text part; empty: derived from the HTML.")
 
     class Meta:
@@ -160,7 +160,7 @@ class VariantTranslation(models.Model):
     language = models.CharField(max_length=10, choices=settings.LANGUAGES)
     subject = models.CharField(max_length=300)
     preheader = models.CharField(max_length=300, blank=True)
-    html = models.TextField()
+    html = models.TextField("HTML")
     text = models.TextField(blank=True)
 
     class Meta:

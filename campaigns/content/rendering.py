@@ -231,7 +231,10 @@ def compile_message(*, subject: str, html: str, text: str = "", preheader: str =
     if layout_html:
         check_syntax(layout_html.replace(CONTENT_SLOT, "").replace(PREHEADER_SLOT, ""), "Layout")
     page = inline_css(assemble_html(body, layout=layout_html, preheader=preheader))
-    text_source = insert_blocks(text, blocks, part="Text") if text.strip() else html_to_text(body)
+    # Derived from the whole page without the hidden preheader, so the layout's footer (and its
+    # unsubscribe and preference links) is in the plain-text part too.
+    text_source = insert_blocks(text, blocks, part="Text") if text.strip() else html_to_text(
+        assemble_html(body, layout=layout_html))
     check_syntax(text_source, "Text")
     return CompiledMessage(
         subject=TEXT_ENGINE.from_string(subject),
