@@ -261,6 +261,12 @@ class CampaignAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Sent a test to {sent} address{'es' if sent != 1 else ''}.",
                                   messages.SUCCESS)
+            from urllib.parse import urlencode
+
+            # Post/redirect/get: reloading the preview never sends the test again.
+            query = urlencode({"variant": variant.pk, "language": language, "subscriber": params.get("subscriber", ""),
+                               "to": params.get("to", "")})
+            return HttpResponseRedirect(f"{reverse('admin:campaigns_campaign_preview', args=[pk])}?{query}")
         problems = actions.check_campaign(campaign)
         try:
             preview = actions.preview_variant(variant, subscriber_id=subscriber.pk if subscriber else None,
