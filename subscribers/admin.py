@@ -323,12 +323,16 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
                 return None
         else:
             form = AddToTopicForm()
-        return render(request, "admin/subscribers/subscriber/add_to_topic.html", {
+        count = queryset.count()
+        return render(request, "admin/add_to_topic.html", {
             **self.admin_site.each_context(request),
             "title": "Add to a topic",
+            "heading": f"Add {count} selected subscriber{'s' if count != 1 else ''} to a topic",
+            "who_note": "",
+            "action": "add_to_topic",
+            "changelist_url": reverse("admin:subscribers_subscriber_changelist"),
             "form": form,
             "queryset": queryset,
-            "count": queryset.count(),
             "opts": self.model._meta,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         })

@@ -335,6 +335,15 @@ class VariantAdmin(admin.ModelAdmin):
         actions.save_variant(obj)
 
 
+def _compiles(html: str, part: str, *, source: str | None = None) -> str:
+    """Return ``html`` if it (or ``source`` made from it) compiles, else raise a form error with line and problem."""
+    try:
+        check_syntax(html if source is None else source, part)
+    except ContentError as exc:
+        raise forms.ValidationError(str(exc)) from None
+    return html
+
+
 class LayoutForm(forms.ModelForm):
     class Meta:
         model = EmailLayout
@@ -345,12 +354,8 @@ class LayoutForm(forms.ModelForm):
         html = self.cleaned_data["html"]
         if CONTENT_SLOT not in html:
             raise forms.ValidationError("Put {{ content }} where the message goes.")
-        try:
-            check_syntax(insert_blocks(html.replace(CONTENT_SLOT, ""), actions.content_blocks(), part="Layout"),
-                         "Layout")
-        except ContentError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return html
+        return _compiles(html, "Layout", source=insert_blocks(html.replace(CONTENT_SLOT, ""),
+                                                              actions.content_blocks(), part="Layout"))
 
 
 @admin.register(EmailLayout)
@@ -366,12 +371,7 @@ class BlockForm(forms.ModelForm):
         widgets = {"html": CODE}
 
     def clean_html(self) -> str:
-        html = self.cleaned_data["html"]
-        try:
-            check_syntax(html, "Block")
-        except ContentError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return html
+        return _compiles(self.cleaned_data["html"], "Block")
 
 
 @admin.register(ContentBlock)

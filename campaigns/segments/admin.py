@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
@@ -184,9 +184,12 @@ class SegmentAdmin(admin.ModelAdmin):
                 return None
         else:
             form = AddToTopicForm()
-        return render(request, "admin/campaigns/segment/add_to_topic.html", {
-            **self.admin_site.each_context(request), "title": "Add segment members to a topic", "form": form,
-            "queryset": queryset, "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        return render(request, "admin/add_to_topic.html", {
+            **self.admin_site.each_context(request), "title": "Add segment members to a topic",
+            "heading": f"Add the members of {', '.join(str(s) for s in queryset)} to a topic",
+            "who_note": "Members are the people who match the rules right now.", "action": "add_members_to_topic",
+            "changelist_url": reverse("admin:campaigns_segment_changelist"), "form": form, "queryset": queryset,
+            "opts": self.model._meta, "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         })
 
     # Extra screens for the builder.

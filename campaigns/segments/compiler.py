@@ -864,6 +864,12 @@ def _days_param(label: str = "Within the last N days (empty: ever)") -> dict[str
     return {"name": "within_days", "label": label, "type": "number", "required": False}
 
 
+MESSAGE_PARAM = {"name": "message", "label": "Campaign or message (empty: any email)", "type": "message",
+                 "required": False}
+EVENT_PARAMS = ({"name": "event", "label": "Event", "type": "event", "required": True},
+                {"name": "where", "label": "Where", "type": "properties", "required": False})
+
+
 def _build_fields() -> dict[str, FieldSpec]:
     profile, consent, engagement, behaviour, commerce, lifecycle = (
         "Profile", "Consent and preferences", "Email engagement", "Behaviour", "Commerce", "Lifecycle and segments")
@@ -906,16 +912,13 @@ def _build_fields() -> dict[str, FieldSpec]:
                   _personalization_opt_out),
         FieldSpec("email_received", "Received an email", engagement, "datetime", _engagement,
                   ops=("ever", "never", "in_last_days", "not_in_last_days"),
-                  params=({"name": "message", "label": "Campaign or message (empty: any email)", "type": "message",
-                           "required": False},)),
+                  params=(MESSAGE_PARAM,)),
         FieldSpec("email_opened", "Opened an email", engagement, "datetime", _engagement,
                   ops=("ever", "never", "in_last_days", "not_in_last_days"), sample="last_open_at",
-                  params=({"name": "message", "label": "Campaign or message (empty: any email)", "type": "message",
-                           "required": False},), help="Human opens only; privacy-proxy and scanner opens never count."),
+                  params=(MESSAGE_PARAM,), help="Human opens only; privacy-proxy and scanner opens never count."),
         FieldSpec("email_clicked", "Clicked an email", engagement, "datetime", _engagement,
                   ops=("ever", "never", "in_last_days", "not_in_last_days"), sample="last_click_at",
-                  params=({"name": "message", "label": "Campaign or message (empty: any email)", "type": "message",
-                           "required": False},)),
+                  params=(MESSAGE_PARAM,)),
         FieldSpec("last_open_at", "Last opened", engagement, "datetime", _column, path="last_open_at",
                   sample="last_open_at"),
         FieldSpec("last_click_at", "Last clicked", engagement, "datetime", _column, path="last_click_at",
@@ -925,19 +928,15 @@ def _build_fields() -> dict[str, FieldSpec]:
         FieldSpec("bounced", "Bounced", engagement, "datetime", _bounced, ops=("ever", "never", "in_last_days")),
         FieldSpec("event", "Performed event", behaviour, "number", _event,
                   ops=("at_least", "at_most", "exactly", "not_performed"),
-                  params=({"name": "event", "label": "Event", "type": "event", "required": True},
-                          {"name": "where", "label": "Where", "type": "properties", "required": False},
-                          _days_param(),
+                  params=(*EVENT_PARAMS, _days_param(),
                           {"name": "between", "label": "Between dates", "type": "daterange", "required": False}),
                   sample="last_seen_at"),
         FieldSpec("event_first", "First performed event", behaviour, "datetime", _event_time,
                   ops=("before", "after", "between", "in_last_days", "more_than_days_ago"),
-                  params=({"name": "event", "label": "Event", "type": "event", "required": True},
-                          {"name": "where", "label": "Where", "type": "properties", "required": False})),
+                  params=EVENT_PARAMS),
         FieldSpec("event_last", "Last performed event", behaviour, "datetime", _event_time,
                   ops=("before", "after", "between", "in_last_days", "more_than_days_ago"),
-                  params=({"name": "event", "label": "Event", "type": "event", "required": True},
-                          {"name": "where", "label": "Where", "type": "properties", "required": False})),
+                  params=EVENT_PARAMS),
         FieldSpec("last_seen_at", "Last seen on the site", behaviour, "datetime", _column, path="last_seen_at",
                   sample="last_seen_at"),
         FieldSpec("order_count", "Number of orders", commerce, "number", _column, path="order_count",
