@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Upper
 from django.utils import timezone as django_tz
 from django_countries.fields import CountryField
 
@@ -534,6 +536,10 @@ class Event(models.Model):
             models.Index(fields=["name", "occurred_at"], name="event_name_time"),
             models.Index(fields=["anonymous_id"], name="event_anonymous",
                          condition=models.Q(subscriber__isnull=True)),
+            # "Viewed / added category X n times in N days" (segments): the e-commerce spec's category property,
+            # upper-cased as the case-insensitive rule compares it, with the person for an index-only scan.
+            models.Index(models.F("name"), Upper(Cast(KeyTextTransform("category", "properties"), models.TextField())),
+                         models.F("occurred_at"), models.F("subscriber"), name="event_name_category_time"),
         ]
 
     def __str__(self) -> str:

@@ -393,7 +393,8 @@ def _tags(path: str, op: str, value: Any) -> Q:
     items = [str(v).strip() for v in (_list(value) if op in {"has_any", "has_none"} else [_text(value)])]
     column = f'"subscribers_subscriber"."{path}"'
     if connection.vendor == "postgresql":
-        sql = f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({column}) tag WHERE lower(tag) = ANY(%s))"
+        # Case-insensitive containment on the lower-cased list: one cast per row, no set-returning function.
+        sql = f"lower({column}::text)::jsonb ?| %s::text[]"
         params: tuple[Any, ...] = ([i.lower() for i in items],)
     else:
         marks = ", ".join("%s" for _ in items)
@@ -623,7 +624,7 @@ def _event(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
         return Q(Exists(events.filter(subscriber=OuterRef("pk")))) if times == 1 else MATCH_ALL
     if op == "exactly" and times == 0:
         return ~Q(Exists(events.filter(subscriber=OuterRef("pk"))))
-    counted = events.order_by().values("subscriber_id").annotate(n=Count("id"))
+    counted = events.order_by().values("subscriber_id").annotate(n=Count("*"))
     if op == "at_least":
         return Q(pk__in=counted.filter(n__gte=times).values("subscriber_id"))
     if op == "exactly":
