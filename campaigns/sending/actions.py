@@ -259,23 +259,23 @@ def queue_due(campaign: Campaign, *, now: dt.datetime) -> int:
                                            queued_at__gte=now - dt.timedelta(minutes=1)).count()
         if budget <= 0:
             return 0
-    due = (Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING, due_at__lte=now,
-                                    variant__isnull=False).order_by("pk").values_list("pk", flat=True))
-    size, chunks, last = settings.SEND_CHUNK_SIZE, 0, 0
-    remaining = budget
-    while remaining is None or remaining > 0:
-        take = size if remaining is None else min(size, remaining)
-        ids = list(due.filter(pk__gt=last)[:take])
-        if not ids:
-            break
-        last = ids[-1]
-        claimed = Recipient.objects.filter(pk__in=ids, status=RecipientStatus.PENDING).update(
+    size, chunks = settings.SEND_CHUNK_SIZE, 0
+    # Keep a bounded number of chunks queued ahead of the workers (each finished chunk tops it up), so a
+    # big campaign never sits in the broker for longer than it takes to send that much.
+    ahead = settings.SEND_QUEUE_AHEAD * size - Recipient.objects.filter(
+        campaign=campaign, status=RecipientStatus.QUEUED).count()
+    limit = min(budget, ahead) if budget else ahead
+    if limit <= 0:
+        return 0
+    ids = list(Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING, due_at__lte=now,
+                                        variant__isnull=False).order_by("pk").values_list("pk", flat=True)[:limit])
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        claimed = Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
             status=RecipientStatus.QUEUED, queued_at=now)
         if claimed:
-            transaction.on_commit(functools.partial(send_chunk_task.delay, campaign.pk, ids[0], ids[-1]))
+            transaction.on_commit(functools.partial(send_chunk_task.delay, campaign.pk, chunk[0], chunk[-1]))
             chunks += 1
-        if remaining is not None:
-            remaining -= len(ids)
     return chunks
 
 
@@ -349,7 +349,8 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
         to_send = _apply_policy(campaign, claimed, now=now, result=result)
     if to_send:
         _send(campaign, to_send, now=now, result=result)
-    finish_if_done(campaign)
+    if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
+        queue_due(campaign, now=timezone.now())
     return result
 
 

@@ -45,7 +45,11 @@ class Recipient(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "subscriber"], name="recipient_once")]
-        indexes = [models.Index(fields=["campaign", "status", "due_at"], name="recipient_due")]
+        indexes = [
+            models.Index(fields=["campaign", "status", "due_at"], name="recipient_due"),
+            # The next due recipients in id order, for queueing chunks (ORDER BY id LIMIT n).
+            models.Index(fields=["campaign", "status", "id"], name="recipient_next"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} in campaign {self.campaign_id}"

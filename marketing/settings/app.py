@@ -84,6 +84,8 @@ DEFAULT_RECIPIENT_TIMEZONE = env_str("DEFAULT_RECIPIENT_TIMEZONE", "UTC")
 # Recipients per send task, and ESP API calls in flight per worker process (sending waits on the network).
 SEND_CHUNK_SIZE = env_int("SEND_CHUNK_SIZE", 500)
 SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", 32)
+# Chunks per campaign queued ahead of the workers; each finished chunk queues more.
+SEND_QUEUE_AHEAD = env_int("SEND_QUEUE_AHEAD", 40)
 # A send a worker crashed during is checked against the ESP's events for this long before it is sent again.
 SEND_RECONCILE_SECONDS = env_int("SEND_RECONCILE_SECONDS", 600)
 # Attempts at a transient ESP error before a recipient is marked failed; the campaign pauses after this many
