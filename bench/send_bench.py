@@ -223,7 +223,7 @@ def main() -> int:
         actions.schedule_campaign(campaign)  # queues the dispatch task for a worker
         last_beat = time.perf_counter()
         while True:
-            time.sleep(1)
+            time.sleep(3)
             for n, proc in workers.items():
                 for pid in (proc.pid, *children(proc.pid)):
                     peak[n] = max(peak[n], rss_mb(pid))

@@ -62,7 +62,8 @@ def empty_context() -> dict[str, Any]:
 
 def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str] = (),
                        allow_sensitive: bool = False, recommendations: bool = False,
-                       now: dt.datetime | None = None) -> dict[int, RecipientContext]:
+                       now: dt.datetime | None = None,
+                       snapshot_since: dt.datetime | None = None) -> dict[int, RecipientContext]:
     """Return the render context of each person; a fixed number of queries whatever the chunk size."""
     from preferences.api import preference_links, sending_preferences_for
     from subscribers.models import AttributeDefinition, Subscriber
@@ -73,7 +74,7 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
     rows = Subscriber.objects.filter(pk__in=ids).values("pk", "attributes", *MERGE_FIELDS)
     preferences = sending_preferences_for(subscriber_ids=ids)
     links = preference_links(subscriber_ids=ids)
-    memberships = segment_memberships(ids, names=segments, now=now)
+    memberships = segment_memberships(ids, names=segments, now=now, snapshot_since=snapshot_since)
     picks = recommend(ids, preferences=preferences) if recommendations else {}
     result = {}
     for row in rows:
@@ -100,14 +101,26 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
     return result
 
 
-def segment_memberships(ids: list[int], *, names: Iterable[str], now: dt.datetime) -> dict[int, set[str]]:
-    """Return, per person, which of the named segments they are in now (one query per segment)."""
+def segment_memberships(ids: list[int], *, names: Iterable[str], now: dt.datetime,
+                        snapshot_since: dt.datetime | None = None) -> dict[int, set[str]]:
+    """Return, per person, which of the named segments they are in (one query per segment).
+
+    With ``snapshot_since``, a segment whose membership snapshot was refreshed
+    since then is read from the snapshot (a campaign takes one when it starts,
+    so every chunk sees the same membership and no chunk re-runs costly rules
+    such as "top 10% by spend"); otherwise the rules run for these people.
+    """
     from campaigns.segments import actions as segment_actions
-    from campaigns.segments.models import Segment
+    from campaigns.segments.models import Segment, SegmentMembership
 
     found: dict[int, set[str]] = defaultdict(set)
     for segment in Segment.objects.filter(name__in=list(names)):
-        for pk in segment_actions.members(segment, now=now).filter(pk__in=ids).values_list("pk", flat=True):
+        if snapshot_since is not None and segment.refreshed_at and segment.refreshed_at >= snapshot_since:
+            people = SegmentMembership.objects.filter(segment=segment, subscriber_id__in=ids) \
+                .values_list("subscriber_id", flat=True)
+        else:
+            people = segment_actions.members(segment, now=now).filter(pk__in=ids).values_list("pk", flat=True)
+        for pk in people:
             found[pk].add(segment.name)
     return found
 

@@ -140,12 +140,27 @@ def start_campaign(campaign: Campaign, *, now: dt.datetime | None = None) -> int
     if campaign.status != CampaignStatus.SCHEDULED:
         return 0
     count = materialize_recipients(campaign, now=now)
+    snapshot_content_segments(campaign)
     testing = campaign.test_percent > 0 and campaign.variants.count() > 1
     campaign.status = CampaignStatus.TESTING if testing else CampaignStatus.SENDING
     campaign.started_at = now
     campaign.test_ends_at = now + dt.timedelta(hours=campaign.test_hours) if testing else None
     campaign.save(update_fields=["status", "started_at", "test_ends_at"])
     return count
+
+
+def snapshot_content_segments(campaign: Campaign) -> list[str]:
+    """Snapshot the segments the content's dynamic blocks ask about, so send chunks read membership cheaply."""
+    from campaigns.segments import actions as segment_actions
+    from campaigns.segments.models import Segment
+
+    names: set[str] = set()
+    for variant in campaign.variants.all():
+        for language in content_actions.content_languages(variant):
+            names.update(content_actions.compile_variant(variant, language=language).segments)
+    for segment in Segment.objects.filter(name__in=names):
+        segment_actions.refresh_membership(segment)
+    return sorted(names)
 
 
 def materialize_recipients(campaign: Campaign, *, now: dt.datetime) -> int:
@@ -482,7 +497,8 @@ def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.
         segments.update(_compiled(variant_id, "", version).segments)
     subscriber_ids = [r[1] for r in rows]
     contexts = recipient_contexts(subscriber_ids, segments=segments, recommendations=True,
-                                  allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now)
+                                  allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now,
+                                  snapshot_since=campaign.started_at)
     addresses = dict(Subscriber.objects.filter(pk__in=subscriber_ids).values_list("pk", "email"))
     links = preference_links(subscriber_ids=subscriber_ids)
     order = [(r[0], r[3]) for r in rows if r[1] in contexts]

@@ -407,3 +407,23 @@ def test_after_a_crash_the_esp_is_asked_what_it_accepted(campaign, audience_memb
         assert esp.duplicates == 0
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENT
+
+
+def test_dynamic_blocks_read_the_segment_snapshot_taken_at_start(campaign, audience_member,
+                                                                 django_capture_on_commit_callbacks):
+    vip = Segment.objects.create(name="VIP", rules={"match": "all", "rules": [
+        {"field": "tags", "op": "has", "value": "vip"}]})
+    variant = campaign.variants.get()
+    variant.html = '{% ifsegment "VIP" %}<p>Hello VIP</p>{% else %}<p>Hello friend</p>{% endifsegment %}' + FOOTER
+    variant.save()
+    ann = audience_member(first_name="Ann", tags=["vip"])
+    ben = audience_member(first_name="Ben")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    vip.refresh_from_db()
+    assert vip.refreshed_at is not None and vip.memberships.count() == 1
+    Subscriber.objects.filter(pk=ben.pk).update(tags=["vip"])  # joins after the campaign started
+    run(campaign, django_capture_on_commit_callbacks)
+    html = {m.to[0]: m.alternatives[0][0] for m in mail.outbox}
+    assert "Hello VIP" in html[ann.email] and "Hello friend" in html[ben.email]
