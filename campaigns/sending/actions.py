@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -491,7 +492,10 @@ def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.
     variant_ids = {r[2] for r in rows}
     variants = {v.pk: v for v in Variant.objects.filter(pk__in=variant_ids)}
     translations = _languages(variant_ids)
-    version = campaign.updated_at.isoformat()
+    # What the compiled content depends on: the campaign run and the variant's text (never a stale copy).
+    version = "|".join([str(campaign.pk), str(campaign.started_at), str(campaign.updated_at), *(
+        hashlib.sha256(f"{v.subject}\0{v.preheader}\0{v.html}\0{v.text}".encode()).hexdigest()[:16]
+        for _, v in sorted(variants.items()))])
     segments: set[str] = set()
     for variant_id in variant_ids:
         segments.update(_compiled(variant_id, "", version).segments)
