@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import html
 import ipaddress
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,9 +81,18 @@ def read_open_token(token: str) -> int | None:
 def click_token(delivery_id: int, url: str) -> str:
     if not is_trackable_url(url):
         raise ValueError(f"Only http and https links can be tracked, not {url!r}")
-    # Not compressed: zlib cost more than everything else of a message's tracking (tokens stay readable
-    # by read_click_token either way).
-    return signing.Signer(salt=CLICK_SALT).sign_object([delivery_id, url])
+    # The same token as signing.Signer(salt=CLICK_SALT).sign_object([delivery_id, url]) (read_click_token
+    # checks it with Django's signer), made with the derived HMAC key computed once instead of per link:
+    # a campaign signs several links per message. Not compressed: zlib cost more than all the rest.
+    payload = signing.b64_encode(json.dumps([delivery_id, url], separators=(",", ":")).encode("latin-1")).decode()
+    mac = hmac.new(_click_key(settings.SECRET_KEY), payload.encode(), hashlib.sha256).digest()
+    return f"{payload}:{signing.b64_encode(mac).decode()}"
+
+
+@lru_cache(maxsize=4)
+def _click_key(secret: str) -> bytes:
+    """Return Django's salted-HMAC key for click tokens (sha256 of salt + "signer" + SECRET_KEY)."""
+    return hashlib.sha256(f"{CLICK_SALT}signer".encode() + secret.encode()).digest()
 
 
 def read_click_token(token: str) -> tuple[int, str] | None:

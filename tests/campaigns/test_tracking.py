@@ -139,3 +139,16 @@ def test_from_anymail_reads_our_metadata_and_derives_an_event_id_when_the_esp_ha
 def test_from_anymail_maps_other_types_to_other():
     assert tracking.from_anymail(anymail_event("subscribed", {}), "Postmark").kind == EventKind.OTHER
     assert tracking.from_anymail(anymail_event("queued", {}), "SendGrid").kind == EventKind.SENT
+
+
+@pytest.mark.parametrize("url", ["https://shop.example/a", "https://shop.example/p?q=1&b=ü€", "http://x"])
+def test_click_tokens_are_djangos_signed_objects(url, settings):
+    from django.core import signing
+
+    from campaigns.tracking import CLICK_SALT, click_token, read_click_token
+
+    token = click_token(42, url)
+    assert token == signing.Signer(salt=CLICK_SALT).sign_object([42, url])
+    assert read_click_token(token) == (42, url)
+    settings.SECRET_KEY = "another-secret-" * 4
+    assert read_click_token(token) is None
