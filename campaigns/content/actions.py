@@ -73,6 +73,7 @@ def audience(campaign: Campaign) -> QuerySet:
 
 def check_campaign(campaign: Campaign) -> list[Problem]:
     """Return every problem that stops a campaign from being scheduled, and warnings."""
+    from campaigns.segments.models import Segment
     from subscribers.models import AttributeDefinition
 
     problems: list[Problem] = []
@@ -97,6 +98,11 @@ def check_campaign(campaign: Campaign) -> list[Problem]:
             problems += check_content(compiled, label=label, audience=people,
                                       allow_sensitive=bool(campaign.sensitive_justification.strip()),
                                       sensitive_keys=sensitive)
+            missing = sorted(set(compiled.segments) - set(Segment.objects.filter(name__in=compiled.segments)
+                                                          .values_list("name", flat=True)))
+            for name in missing:
+                problems.append(Problem("error", f"{label}: {{% ifsegment \"{name}\" %}} names no segment; "
+                                                 "check the spelling (everyone would get the other part)."))
     return problems
 
 

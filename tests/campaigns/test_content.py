@@ -279,3 +279,12 @@ def test_admin_preview_as_subscriber_and_empty_and_send_test(admin_client, campa
     admin_client.post(f"/admin/campaigns/campaign/{campaign.pk}/preview/",
                       {"subscriber": str(ann.pk), "to": "me@example.com, you@example.com"})
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["me@example.com", "you@example.com"]
+
+
+def test_a_dynamic_block_naming_no_segment_is_an_error(campaign):
+    variant = campaign.variants.get()
+    variant.html = '{% ifsegment "Loyal custmers" %}<p>VIP</p>{% else %}<p>Hi</p>{% endifsegment %}'
+    variant.save()
+    messages = [p.message for p in actions.check_campaign(campaign)]
+    assert messages == ['Variant A: {% ifsegment "Loyal custmers" %} names no segment; check the spelling '
+                        "(everyone would get the other part)."]
