@@ -35,7 +35,10 @@ def test_campaign_through_real_workers_with_transient_and_permanent_esp_failures
     campaign = Campaign.objects.create(name="Real stack", topic=topic, from_email="news@example.com")
     CampaignSegment.objects.create(campaign=campaign, segment=everyone)
     Variant.objects.create(campaign=campaign, label="A", subject='Hello {{ first_name|default:"reader" }}',
-                           html='<p>Hi {{ first_name|default:"there" }}</p>')
+                           # The links are in the content: transactional tests flush the starter layout.
+                           html='<p>Hi {{ first_name|default:"there" }}</p>'
+                                '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
+                                '<a href="{{ preferences_url }}">Preferences</a>')
     settings.QUIET_HOURS = ""
     settings.OWN_TRACKING = False
     settings.SEND_CHUNK_SIZE = 4
