@@ -416,14 +416,24 @@ def segment_history(*, subscriber_id: int, limit: int = 50) -> list[dict[str, An
 
 
 def describe_rule(rule: dict[str, Any]) -> str:
-    """Return a rule in words, e.g. “Country is any of LV, LT”, for lists and change history."""
-    spec = FIELDS.get(str(rule.get("field"))) or field_spec(str(rule.get("field")), build_context())
-    label = spec.label if spec else str(rule.get("field"))
+    """Return a rule in words, e.g. “Country is any of LV, LT” or “Added on in the last 14 days”."""
     from campaigns.segments.compiler import OPERATOR_LABELS
 
+    spec = FIELDS.get(str(rule.get("field"))) or field_spec(str(rule.get("field")), build_context())
+    label = spec.label if spec else str(rule.get("field"))
     value = rule.get("value")
     shown = ", ".join(str(v) for v in value) if isinstance(value, list) else ("" if value is None else str(value))
-    return " ".join(p for p in (label, OPERATOR_LABELS.get(str(rule.get("op")), str(rule.get("op"))), shown) if p)
+    op = OPERATOR_LABELS.get(str(rule.get("op")), str(rule.get("op")))
+    if " N" in op and shown:
+        op, shown = op.replace(" N", f" {shown}", 1), ""
+    words = " ".join(p for p in (label, op, shown) if p)
+    extras = []
+    for param in spec.params if spec else ():
+        given = rule.get(param["name"])
+        if param["type"] in {"number", "event", "choice"} and given not in (None, ""):
+            text = param["label"][0].lower() + param["label"][1:]
+            extras.append(text.replace(" N", f" {given}", 1) if " N" in text else f"{text} {given}")
+    return f"{words} ({', '.join(extras)})" if extras else words
 
 
 def summarize(rules: Any) -> str:

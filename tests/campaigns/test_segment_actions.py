@@ -171,3 +171,14 @@ def test_segment_count_command_prints_count_time_and_sql(make_subscriber):
 def test_summary_reads_as_words(db):
     assert actions.summarize(LATVIA) == "Country is LV"
     assert actions.summarize({"match": "all", "rules": []}) == "Everyone"
+
+
+def test_summaries_put_numbers_where_the_words_say_n(db):
+    lapsed = Segment.objects.get(name="Lapsed customers")
+    assert actions.summarize(lapsed.rules) == ("Lapsed customer is yes (× their usual interval 2, "
+                                               "or no order for 180 days)")
+    assert actions.summarize(Segment.objects.get(name="Recent customers").rules) == "Last order in the last 30 days"
+    out = io.StringIO()
+    call_command("recount_segments", stdout=out)
+    assert out.getvalue().startswith("Counted 11 segments") and not Segment.objects.filter(
+        member_count__isnull=True).exists()
