@@ -219,7 +219,7 @@ def seed_demo(*, subscribers: int, seed: int = 1, progress: Callable[[int], None
                     # random streams, and so everyone after them, come out the same.
                     into = rows if index >= existing else skipped
                     person = _person(people_rng, people_rng.choice(markets), index, now_ts, sources, writer)
-                    _history(people_rng, person, topics, into, writer)
+                    _history(people_rng, person, topics, into, writer, now_ts)
                     metrics = shop.live(shop_rng, person, into, now_ts) if shop else _NO_METRICS
                     into.people.append((*person.row, *metrics))
 
@@ -602,7 +602,8 @@ def _person(rng: random.Random, market: Market, index: int, now: int, sources: l
     first_name = first if rng.random() > 0.04 else ""
     last_name = last if rng.random() > 0.08 else ""
     language = market.language if rng.random() > 0.05 else "en"
-    confirmed = created + 60 * rng.randrange(2, 600) if status != SubscriberStatus.PENDING else None
+    # Nothing happens after "now": a person who signed up an hour ago confirmed within that hour.
+    confirmed = min(created + 60 * rng.randrange(2, 600), now) if status != SubscriberStatus.PENDING else None
     changed = created + DAY * rng.randrange(1, 400) if status not in (
         SubscriberStatus.SUBSCRIBED, SubscriberStatus.PENDING) else created
     changed = min(changed, now)
@@ -619,7 +620,7 @@ def _person(rng: random.Random, market: Market, index: int, now: int, sources: l
 
 
 def _history(rng: random.Random, person: _Person, topics: list[tuple[int, bool]], rows: _Rows,
-             writer: _Writer) -> None:
+             writer: _Writer, now: int) -> None:
     """Add the person's consent records and topic memberships."""
     at = writer.at
     slot = len(rows.people)
@@ -640,7 +641,7 @@ def _history(rng: random.Random, person: _Person, topics: list[tuple[int, bool]]
             rows.consents.append((slot, ConsentPurpose.TOPIC.value, topic, True, method, notice, ip, agent,
                                   signed, signed))
     if rng.random() < 0.15:
-        when = at(person.created + DAY * rng.randrange(1, 90))
+        when = at(min(person.created + DAY * rng.randrange(1, 90), now))
         rows.consents.append((slot, ConsentPurpose.PERSONALIZATION.value, None, rng.random() < 0.3,
                               ConsentMethod.PREFERENCE_CENTER.value, "preferences-v1", None, "", when, when))
     if person.status == SubscriberStatus.UNSUBSCRIBED:

@@ -233,3 +233,12 @@ def test_create_demo_login_prints_credentials(db, capsys):
     from django.contrib.auth.models import User
 
     assert User.objects.get(username="demo").check_password("demo-marketing")
+
+
+def test_seed_demo_puts_nothing_after_now(db):
+    from subscribers.models import ConsentRecord, Subscriber
+
+    seed_demo(subscribers=400, seed=5, now=NOW)
+    assert not Subscriber.objects.filter(confirmed_at__gt=NOW).exists()
+    assert not Subscriber.objects.filter(created_at__gt=NOW).exists()
+    assert not ConsentRecord.objects.filter(occurred_at__gt=NOW).exists()
