@@ -49,13 +49,7 @@ for _name in ALLOWED_TAGS:
 for _name in ALLOWED_FILTERS:
     register.filters[_name] = defaultfilters.register.filters[_name]
 
-LOCALE_KEY = "_locale"
-CURRENCY_KEY = "_currency"
 SEGMENTS_KEY = "segments"
-
-
-def _locale(context: Any) -> str:
-    return context.get(LOCALE_KEY) or "en"
 
 
 class IfSegmentNode(Node):

@@ -34,7 +34,6 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -198,10 +197,6 @@ def materialize_recipients(campaign: Campaign, *, now: dt.datetime) -> int:
     return count
 
 
-def _zone(name: str) -> ZoneInfo:
-    return policy._zone(name)
-
-
 def _due_at_local_time(campaign: Campaign) -> None:
     """Set each recipient's due time to the chosen local time in their own time zone (one UPDATE per zone)."""
     from subscribers.models import Subscriber
@@ -209,7 +204,7 @@ def _due_at_local_time(campaign: Campaign) -> None:
     recipients = Recipient.objects.filter(campaign=campaign)
     zones = recipients.values_list("subscriber__timezone", flat=True).distinct()
     for zone in list(zones):
-        due = dt.datetime.combine(campaign.send_on, campaign.local_time, tzinfo=_zone(zone)).astimezone(dt.UTC)
+        due = dt.datetime.combine(campaign.send_on, campaign.local_time, tzinfo=policy.zone_of(zone)).astimezone(dt.UTC)
         recipients.filter(subscriber__in=Subscriber.objects.filter(timezone=zone or "")).update(due_at=due)
 
 
@@ -221,7 +216,7 @@ def best_hours(subscriber_ids: list[int], *, days: int = 180) -> tuple[dict[int,
     rows = (Delivery.objects.filter(subscriber_id__in=subscriber_ids, first_opened_at__gte=since)
             .values_list("subscriber_id", "first_opened_at", "subscriber__timezone"))
     for pk, opened, zone in rows.iterator(chunk_size=5000):
-        hour = opened.astimezone(_zone(zone)).hour
+        hour = opened.astimezone(policy.zone_of(zone)).hour
         per_person[pk][hour] += 1
         overall[hour] += 1
     fallback = overall.most_common(1)[0][0] if overall else 10
@@ -235,7 +230,7 @@ def _due_at_best_hour(campaign: Campaign) -> None:
     groups: dict[dt.datetime, list[int]] = defaultdict(list)
     for pk, subscriber_id, zone in rows:
         hour = hours.get(subscriber_id, fallback)
-        due = dt.datetime.combine(campaign.send_on, dt.time(hour), tzinfo=_zone(zone)).astimezone(dt.UTC)
+        due = dt.datetime.combine(campaign.send_on, dt.time(hour), tzinfo=policy.zone_of(zone)).astimezone(dt.UTC)
         groups[due].append(pk)
     for due, ids in groups.items():
         for start in range(0, len(ids), 5000):
@@ -466,20 +461,16 @@ def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: st
     """Return the AnymailMessage for one recipient: rendered parts, one-click unsubscribe headers, delivery id."""
     from anymail.message import AnymailMessage
 
+    from campaigns.api import anymail_metadata
+
     from_email = campaign.from_email or settings.DEFAULT_FROM_EMAIL
     sender_address = f"{from_name} <{from_email}>" if from_name and "<" not in from_email else from_email
     message = AnymailMessage(subject=rendered.subject, body=rendered.text, from_email=sender_address, to=[to],
                              reply_to=[campaign.reply_to] if campaign.reply_to else None, headers=headers)
     message.attach_alternative(rendered.html, "text/html")
-    message.metadata = delivery_actions_metadata(delivery_id)
+    message.metadata = anymail_metadata(delivery_id=delivery_id)
     message.tags = [f"campaign-{campaign.pk}"]
     return message
-
-
-def delivery_actions_metadata(delivery_id: int) -> dict[str, str]:
-    from campaigns.api import anymail_metadata
-
-    return anymail_metadata(delivery_id=delivery_id)
 
 
 def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.datetime,

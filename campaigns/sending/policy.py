@@ -76,7 +76,8 @@ def quiet_hours() -> tuple[int, int] | None:
     return (start, end) if start != end else None
 
 
-def _zone(name: str) -> ZoneInfo:
+def zone_of(name: str) -> ZoneInfo:
+    """Return a person's time zone (the default one for none, UTC for an unknown name)."""
     try:
         return ZoneInfo(name) if name else ZoneInfo(settings.DEFAULT_RECIPIENT_TIMEZONE)
     except (ZoneInfoNotFoundError, ValueError):
@@ -89,7 +90,7 @@ def end_of_quiet_hours(moment: dt.datetime, zone_name: str) -> dt.datetime | Non
     if hours is None:
         return None
     start, end = hours
-    local = moment.astimezone(_zone(zone_name))
+    local = moment.astimezone(zone_of(zone_name))
     in_quiet = (local.hour >= start or local.hour < end) if start > end else (start <= local.hour < end)
     if not in_quiet:
         return None

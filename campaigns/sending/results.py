@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -48,7 +48,6 @@ class VariantResult:
     revenue_squares: float = 0.0
     probability_best: float | None = None
     lift: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base(self) -> int:
