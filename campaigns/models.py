@@ -205,12 +205,19 @@ class MessageStats(models.Model):
 
 from campaigns.content.models import (  # noqa: E402, F401 - the content package's models belong to this app
     Campaign,
+    CampaignKind,
     CampaignSegment,
     CampaignStatus,
     ContentBlock,
     EmailLayout,
     Variant,
     VariantTranslation,
+)
+from campaigns.journeys.models import (  # noqa: E402, F401 - the journeys package's models belong to this app
+    Enrollment,
+    Journey,
+    JourneyStep,
+    JourneyStepStats,
 )
 from campaigns.segments.models import (  # noqa: E402, F401 - the segments package's models belong to this app
     Segment,

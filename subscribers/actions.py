@@ -117,6 +117,7 @@ def create_subscriber(
     subscriber.save()
     if status == SubscriberStatus.SUBSCRIBED and evidence is not None:
         record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=True, evidence=evidence)
+        _announce_subscribed(subscriber.pk)
     return subscriber
 
 
@@ -170,6 +171,7 @@ def change_status(subscriber: Subscriber, *, status: str, evidence: ConsentEvide
     subscriber.save(update_fields=["status", "status_changed_at", "confirmed_at", "updated_at"])
     if status == SubscriberStatus.SUBSCRIBED:
         record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=True, evidence=evidence)
+        _announce_subscribed(subscriber.pk)
     elif previous == SubscriberStatus.SUBSCRIBED or status == SubscriberStatus.UNSUBSCRIBED:
         record_consent(subscriber, purpose=ConsentPurpose.EMAIL_MARKETING, granted=False, evidence=evidence)
     return subscriber
@@ -242,6 +244,50 @@ def on_erasure(receiver: Any) -> Any:
     """Register ``receiver(subscriber_id)`` to remove another app's personal data during erasure."""
     _erasure_receivers.append(receiver)
     return receiver
+
+
+_subscribed_receivers: list[Any] = []
+_event_receivers: list[Any] = []
+
+
+def on_subscribed(receiver: Any) -> Any:
+    """Register ``receiver(subscriber_id)``, called after the commit that subscribed a person (signup journeys).
+
+    Imports subscribe people in bulk and call no receivers: a list brought in
+    is not a wave of new signups.
+    """
+    _subscribed_receivers.append(receiver)
+    return receiver
+
+
+def on_events(receiver: Any) -> Any:
+    """Register ``receiver(events)``, called after tracked events of known people are stored.
+
+    ``events`` is a list of TrackedEvent (subscriber id, name, properties,
+    time); journeys start, wake and end on them.
+    """
+    _event_receivers.append(receiver)
+    return receiver
+
+
+@dataclass(frozen=True)
+class TrackedEvent:
+    subscriber_id: int
+    name: str
+    properties: dict[str, Any]
+    occurred_at: dt.datetime
+
+
+def _announce_subscribed(subscriber_id: int) -> None:
+    for receiver in _subscribed_receivers:
+        transaction.on_commit(lambda receiver=receiver: receiver(subscriber_id))
+
+
+def announce_events(events: list[TrackedEvent]) -> None:
+    """Tell the registered receivers about stored events (the tracking API calls this after its commit)."""
+    if events:
+        for receiver in _event_receivers:
+            receiver(events)
 
 
 # --- Tracking API ---------------------------------------------------------

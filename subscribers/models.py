@@ -314,6 +314,7 @@ class ConsentMethod(models.TextChoices):
     PREFERENCE_CENTER = "preference_center", "Preference center"
     API = "api", "API"
     ADMIN = "admin", "Admin"
+    AUTOMATION = "automation", "Journey (automation)"
 
 
 class ConsentRecordQuerySet(models.QuerySet):

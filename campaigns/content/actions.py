@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns.content.checks import Problem, check_content
-from campaigns.content.models import Campaign, ContentBlock, EmailLayout, Variant
+from campaigns.content.models import Campaign, CampaignKind, ContentBlock, EmailLayout, Variant
 from campaigns.content.personalize import empty_context, recipient_contexts
 from campaigns.content.rendering import CompiledMessage, ContentError, RenderedMessage, compile_message
 
@@ -77,14 +77,16 @@ def check_campaign(campaign: Campaign) -> list[Problem]:
     from subscribers.models import AttributeDefinition
 
     problems: list[Problem] = []
-    if campaign.topic_id is None:
+    # A journey email has no topic or audience of its own: its journey has them.
+    broadcast = campaign.kind != CampaignKind.JOURNEY
+    if broadcast and campaign.topic_id is None:
         problems.append(Problem("error", "Choose the topic this campaign belongs to (what people subscribed to)."))
-    if not campaign.audience.filter(exclude=False).exists():
+    if broadcast and not campaign.audience.filter(exclude=False).exists():
         problems.append(Problem("error", "Choose at least one segment to send to."))
     variants = list(campaign.variants.all())
     if not variants:
         problems.append(Problem("error", "Write the message: the campaign has no content yet."))
-    people = audience(campaign) if campaign.audience.exists() else None
+    people = audience(campaign) if broadcast and campaign.audience.exists() else None
     sensitive = set(AttributeDefinition.objects.filter(sensitive=True).values_list("key", flat=True))
     layout, blocks = layout_for(campaign), content_blocks()
     for variant in variants:

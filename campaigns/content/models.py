@@ -62,10 +62,21 @@ class WinnerMetric(models.TextChoices):
     REVENUE = "revenue", "Revenue per recipient"
 
 
+class CampaignKind(models.TextChoices):
+    CAMPAIGN = "campaign", "Campaign"
+    JOURNEY = "journey", "Journey email"
+
+
 class Campaign(models.Model):
-    """One mailing to an audience (include and exclude segments) about one preference topic."""
+    """One mailing to an audience (include and exclude segments) about one preference topic.
+
+    A “journey email” (``kind`` journey) is content only: journeys send it
+    step by step to the people they carry, so it has no audience or schedule.
+    """
 
     name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=CampaignKind.choices, default=CampaignKind.CAMPAIGN,
+                            editable=False)
     topic = models.ForeignKey("preferences.Topic", null=True, blank=True, on_delete=models.PROTECT,
                               related_name="campaigns",
                               help_text="Which preference topic this mail belongs to; required to schedule.")

@@ -457,7 +457,7 @@ def _set_recipients(pairs: list[tuple[int, int]], *, status: str, reason: str | 
 
 
 def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: str, headers: dict[str, str],
-                  from_name: str) -> Any:
+                  from_name: str, tags: list[str] | None = None) -> Any:
     """Return the AnymailMessage for one recipient: rendered parts, one-click unsubscribe headers, delivery id."""
     from anymail.message import AnymailMessage
 
@@ -469,18 +469,33 @@ def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: st
                              reply_to=[campaign.reply_to] if campaign.reply_to else None, headers=headers)
     message.attach_alternative(rendered.html, "text/html")
     message.metadata = anymail_metadata(delivery_id=delivery_id)
-    message.tags = [f"campaign-{campaign.pk}"]
+    message.tags = tags if tags is not None else [f"campaign-{campaign.pk}"]
     return message
 
 
-def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.datetime,
-          result: ChunkResult) -> None:
-    """Render and send, then record each outcome; transient errors are retried later with a backoff."""
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to render and hand to the ESP; ``extra`` adds to the person's context (a journey's trigger)."""
+
+    subscriber_id: int
+    variant_id: int
+    delivery_id: int
+    extra: dict[str, Any] | None = None
+
+
+def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
+            snapshot_since: dt.datetime | None = None,
+            tags: list[str] | None = None) -> list[tuple[Outgoing, sender.Outcome]]:
+    """Render each message for its recipient and hand it to the ESP; returns what the ESP said about each.
+
+    Campaigns and journeys both send through here. People who no longer
+    exist (erased mid-send) are left out of the answer.
+    """
     from campaigns.api import tracked_html
     from preferences.api import preference_links
     from subscribers.models import Subscriber
 
-    variant_ids = {r[2] for r in rows}
+    variant_ids = {o.variant_id for o in outgoing}
     variants = {v.pk: v for v in Variant.objects.filter(pk__in=variant_ids)}
     translations = _languages(variant_ids)
     # What the compiled content depends on: the campaign run and the variant's text (never a stale copy).
@@ -490,36 +505,44 @@ def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.
     segments: set[str] = set()
     for variant_id in variant_ids:
         segments.update(_compiled(variant_id, "", version).segments)
-    subscriber_ids = [r[1] for r in rows]
+    subscriber_ids = [o.subscriber_id for o in outgoing]
     contexts = recipient_contexts(subscriber_ids, segments=segments, recommendations=True,
                                   allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now,
-                                  snapshot_since=campaign.started_at)
+                                  snapshot_since=snapshot_since)
     addresses = dict(Subscriber.objects.filter(pk__in=subscriber_ids).values_list("pk", "email"))
     links = preference_links(subscriber_ids=subscriber_ids)
-    order = [(r[0], r[3]) for r in rows if r[1] in contexts]
+    rendered_for = [o for o in outgoing if o.subscriber_id in contexts]
 
     def messages() -> Any:
         # Rendered one by one while earlier ones are already on their way to the ESP.
-        for _, subscriber_id, variant_id, delivery_id in rows:
-            recipient = contexts.get(subscriber_id)
-            if recipient is None:
-                continue
-            language = recipient.locale if recipient.locale in translations.get(variant_id, ()) else ""
-            rendered = _compiled(variant_id, language, version).render(recipient.context, locale=recipient.locale,
-                                                                       currency=recipient.currency)
+        for item in rendered_for:
+            recipient = contexts[item.subscriber_id]
+            context = {**recipient.context, **item.extra} if item.extra else recipient.context
+            language = recipient.locale if recipient.locale in translations.get(item.variant_id, ()) else ""
+            rendered = _compiled(item.variant_id, language, version).render(context, locale=recipient.locale,
+                                                                            currency=recipient.currency)
             if settings.OWN_TRACKING:
-                rendered = type(rendered)(rendered.subject, tracked_html(rendered.html, delivery_id=delivery_id),
-                                          rendered.text)
-            variant = variants[variant_id]
-            yield build_message(campaign, rendered, delivery_id=delivery_id, to=addresses[subscriber_id],
-                                headers=links[subscriber_id].headers,
-                                from_name=variant.from_name or campaign.from_name)
+                rendered = type(rendered)(rendered.subject,
+                                          tracked_html(rendered.html, delivery_id=item.delivery_id), rendered.text)
+            variant = variants[item.variant_id]
+            yield build_message(campaign, rendered, delivery_id=item.delivery_id,
+                                to=addresses[item.subscriber_id], headers=links[item.subscriber_id].headers,
+                                from_name=variant.from_name or campaign.from_name, tags=tags)
 
-    outcomes = sender.send_all(messages())
-    _record(campaign, order, outcomes, now=now, result=result)
+    return list(zip(rendered_for, sender.send_all(messages()), strict=True))
 
 
-def _esp_name() -> str:
+def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.datetime,
+          result: ChunkResult) -> None:
+    """Render and send, then record each outcome; transient errors are retried later with a backoff."""
+    recipient_of = {r[3]: r[0] for r in rows}
+    answers = deliver(campaign, [Outgoing(r[1], r[2], r[3]) for r in rows], now=now,
+                      snapshot_since=campaign.started_at)
+    order = [(recipient_of[item.delivery_id], item.delivery_id) for item, _ in answers]
+    _record(campaign, order, [outcome for _, outcome in answers], now=now, result=result)
+
+
+def esp_name() -> str:
     backend = settings.EMAIL_BACKEND
     return backend.split(".")[2] if backend.startswith("anymail.backends.") else "local"
 
@@ -535,7 +558,7 @@ def _record(campaign: Campaign, order: list[tuple[int, int]], outcomes: list[sen
         else:
             transient.append((recipient_id, delivery_id, outcome.detail))
     with transaction.atomic():
-        delivery_actions.record_sent_many([(d, m) for _, d, m in accepted], esp_name=_esp_name(), sent_at=now)
+        delivery_actions.record_sent_many([(d, m) for _, d, m in accepted], esp_name=esp_name(), sent_at=now)
         _update_recipients([r for r, _, _ in accepted], status=RecipientStatus.SENT, reason="")
         delivery_actions.record_failed_many([(d, why) for _, d, why in rejected], rejected=True)
         for recipient_id, _, why in rejected:
@@ -605,7 +628,7 @@ def reconcile_sends(*, now: dt.datetime | None = None) -> tuple[int, int]:
     unknown = list(stalled.exclude(reached).values_list("pk", "delivery_id"))
     accepted = sender.esp_accepted([d for _, d in unknown if d]) or set()
     if accepted:
-        delivery_actions.record_sent_many([(d, "") for d in sorted(accepted)], esp_name=_esp_name(), sent_at=now)
+        delivery_actions.record_sent_many([(d, "") for d in sorted(accepted)], esp_name=esp_name(), sent_at=now)
         _update_recipients([r for r, d in unknown if d in accepted], status=RecipientStatus.SENT,
                            reason="the ESP confirmed it after a worker crash")
     again = [r for r, d in unknown if d not in accepted]

@@ -96,3 +96,13 @@ SEND_RETRY_SECONDS = env_int("SEND_RETRY_SECONDS", 30)
 SEND_PAUSE_AFTER_FAILED_CHUNKS = env_int("SEND_PAUSE_AFTER_FAILED_CHUNKS", 3)
 # Add our own open pixel and click redirect to campaign emails (turn off when the ESP tracks opens and clicks).
 OWN_TRACKING = env_bool("OWN_TRACKING", True)
+
+# --- Journeys (campaigns/journeys/; docs/journeys.md) ---
+# Enrollments one scheduler batch claims (SELECT … FOR UPDATE SKIP LOCKED), and how long one advancing task
+# keeps taking batches before it stops (the next tick continues).
+JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
+JOURNEY_TICK_SECONDS = env_int("JOURNEY_TICK_SECONDS", 50)
+# Advancing tasks each tick queues; they share the due people safely, so this is how many workers join in.
+JOURNEY_PARALLEL = env_int("JOURNEY_PARALLEL", 2)
+# How often date (birthday) and inactivity triggers look for people, in seconds.
+JOURNEY_SWEEP_SECONDS = env_int("JOURNEY_SWEEP_SECONDS", 3600)

@@ -66,3 +66,9 @@ CELERY_BEAT_SCHEDULE["reconcile-sends"] = {
     "schedule": crontab(minute="*/5"),
     "options": {"expires": 4 * 60},
 }
+# Journeys: look for people segment, date and inactivity triggers choose, and advance everyone who is due.
+CELERY_BEAT_SCHEDULE["run-journeys"] = {
+    "task": "campaigns.journeys.tasks.run_journeys_task",
+    "schedule": 60.0,
+    "options": {"expires": 55},
+}

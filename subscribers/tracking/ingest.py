@@ -113,6 +113,10 @@ def ingest_calls(
     # transactions, so concurrent batches never queue on these rows.
     _retry_on_deadlock(lambda: _touch_last_seen(kept, people))
     _mark_used(source, received_at)
+    from subscribers.actions import TrackedEvent, announce_events
+
+    announce_events([TrackedEvent(people[c.identity], c.event, c.properties, c.occurred_at)
+                     for _, c in kept if c.event and c.type == "track" and c.identity in people])
     result.accepted = len(kept)
     return result
 
