@@ -216,6 +216,7 @@ from campaigns.content.models import (  # noqa: E402, F401 - the content package
 from campaigns.journeys.models import (  # noqa: E402, F401 - the journeys package's models belong to this app
     Enrollment,
     Journey,
+    JourneyEmail,
     JourneyStep,
     JourneyStepStats,
 )

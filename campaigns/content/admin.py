@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from campaigns.content import actions
 from campaigns.content.models import (
     Campaign,
+    CampaignKind,
     CampaignSegment,
     CampaignStatus,
     ContentBlock,
@@ -99,6 +100,10 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     inlines = [CampaignSegmentInline, VariantInline]
     change_form_template = "admin/campaigns/campaign/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # Journey emails have their own screen (Journeys → Journey emails).
+        return super().get_queryset(request).filter(kind=CampaignKind.CAMPAIGN)
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         fieldsets: list[Any] = [

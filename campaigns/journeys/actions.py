@@ -225,7 +225,7 @@ def enroll(journey: Journey, subscriber_ids: Iterable[int], *, now: dt.datetime 
         with transaction.atomic():
             people = set(Subscriber.objects.filter(pk__in=chunk).exclude(status__in=BLOCKED_STATUSES)
                          .values_list("pk", flat=True))
-            entries = _allowed_entries(journey, people, now=now)
+            entries = allowed_entries(journey, people, now=now)
             rows = [Enrollment(journey=journey, subscriber_id=pk, entry=entry, step_key=NOT_STARTED,
                                next_run_at=(start_at or {}).get(pk, now), due_at=(start_at or {}).get(pk, now),
                                entered_at=now, step_entered_at=now, trigger_data=(trigger_data or {}).get(pk, {}))
@@ -243,7 +243,7 @@ def enroll(journey: Journey, subscriber_ids: Iterable[int], *, now: dt.datetime 
     return entered
 
 
-def _allowed_entries(journey: Journey, people: set[int], *, now: dt.datetime) -> dict[int, int]:
+def allowed_entries(journey: Journey, people: set[int], *, now: dt.datetime) -> dict[int, int]:
     """Return the entry number each person would start, for those the entry rule and group let in."""
     history = {row["subscriber_id"]: row for row in (
         Enrollment.objects.filter(journey=journey, subscriber_id__in=people).values("subscriber_id")
@@ -704,7 +704,7 @@ class _Runner:
     def do_split(self, step: JourneyStep, group: list[Enrollment]) -> list[Enrollment]:
         again = []
         for enrollment in group:
-            path_a = split_bucket(enrollment.pk, step.key) < (step.split_percent or 50)
+            path_a = split_bucket(enrollment.subscriber_id, enrollment.entry, step.key) < (step.split_percent or 50)
             if self.move(enrollment, self.edge(step, 0 if path_a else 1), "path A" if path_a else "path B",
                          took_else=not path_a):
                 again.append(enrollment)
@@ -984,9 +984,9 @@ def person_date(field_name: str, person: dict[str, Any], *, today: dt.date) -> d
         return None
 
 
-def split_bucket(enrollment_id: int, step_key: str) -> int:
+def split_bucket(subscriber_id: int, entry: int, step_key: str) -> int:
     """Return a stable 0–99 bucket for a person's trip at a split step (the same on every run)."""
-    digest = hashlib.blake2b(f"{enrollment_id}:{step_key}".encode(), digest_size=4).digest()
+    digest = hashlib.blake2b(f"{subscriber_id}:{entry}:{step_key}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") % 100
 
 

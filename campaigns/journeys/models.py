@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.content.models import Campaign
+
 
 class JourneyStatus(models.TextChoices):
     DRAFT = "draft", "Draft (off)"
@@ -257,3 +259,22 @@ class JourneyStepStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.journey_id}:{self.step_key}"
+
+
+class JourneyEmailManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(kind="journey")
+
+
+class JourneyEmail(Campaign):
+    """A journey email in the admin: campaign content (variants, languages, dynamic blocks) with no audience."""
+
+    objects = JourneyEmailManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "journey email"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.kind = "journey"
+        super().save(*args, **kwargs)

@@ -250,8 +250,8 @@ def test_branch_on_a_segment_rule_and_on_engagement_with_an_earlier_email(topic,
 
 
 def test_random_split_is_stable_and_near_its_share(topic, member, clock, django_capture_on_commit_callbacks):
-    buckets = [actions.split_bucket(i, "split") for i in range(2000)]
-    assert buckets == [actions.split_bucket(i, "split") for i in range(2000)]
+    buckets = [actions.split_bucket(i, 1, "split") for i in range(2000)]
+    assert buckets == [actions.split_bucket(i, 1, "split") for i in range(2000)]
     assert 900 < sum(b < 50 for b in buckets) < 1100
     journey = build(topic, [
         {"key": "split", "kind": StepKind.SPLIT, "split_percent": 50, "else_step": "b"},
@@ -263,13 +263,12 @@ def test_random_split_is_stable_and_near_its_share(topic, member, clock, django_
     people = [member() for _ in range(20)]
     actions.enroll(journey, [p.pk for p in people], now=NOON)
     tick(NOON, django_capture_on_commit_callbacks)
-    enrollments = {e.subscriber_id: e.pk for e in Enrollment.objects.filter(journey=journey)}
     for person in Subscriber.objects.filter(pk__in=[p.pk for p in people]):
-        expected = "A" if actions.split_bucket(enrollments[person.pk], "split") < 50 else "B"
+        expected = "A" if actions.split_bucket(person.pk, 1, "split") < 50 else "B"
         assert person.tags == [expected]
     stats = JourneyStepStats.objects.get(journey=journey, step_key="split")
     assert stats.passed == 20 and stats.took_else == sum(
-        actions.split_bucket(pk, "split") >= 50 for pk in enrollments.values())
+        actions.split_bucket(p.pk, 1, "split") >= 50 for p in people)
 
 
 def test_the_gate_defers_in_quiet_hours_and_skips_people_without_the_topic(topic, member, clock, settings,
@@ -425,3 +424,28 @@ def test_a_journey_cannot_be_turned_on_with_an_email_missing_its_unsubscribe_lin
         actions.activate_journey(journey)
     text = " ".join(raised.value.problems)
     assert "name the event" in text and "Choose the topic" in text and "Step “a” (email “No footer”)" in text
+
+
+def test_the_simulator_tells_what_would_happen_without_doing_it(topic, member, clock, settings):
+    from campaigns.journeys.simulator import simulate
+
+    settings.QUIET_HOURS = "21-8"
+    journey = build(topic, [
+        {"key": "hello", "kind": StepKind.SEND_EMAIL, "email": email("Welcome")},
+        {"key": "wait", "kind": StepKind.WAIT, "wait_amount": 2, "wait_unit": "days"},
+        {"key": "visit", "kind": StepKind.WAIT_EVENT, "event_name": "Product Viewed", "wait_amount": 1,
+         "else_step": "nudge"},
+        {"key": "end", "kind": StepKind.EXIT},
+        {"key": "nudge", "kind": StepKind.SEND_EMAIL, "email": email("Come back")},
+    ], exit_event="Order Completed")
+    person = member(timezone="Asia/Tokyo")
+    lines = simulate(journey, subscriber_id=person.pk, start=NOON)
+    text = [line.text for line in lines]
+    assert text[0] == "Enters the journey."
+    assert "Order Completed" in text[1]
+    assert lines[2].step == "hello" and "later" in text[2] and "night" in text[2]
+    assert lines[2].at == dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC) and "08:00" in lines[2].local
+    assert lines[3].at == dt.datetime(2026, 12, 3, 23, 0, tzinfo=dt.UTC)
+    assert lines[4].step == "visit" and lines[5].step == "nudge"
+    assert text[-1] == "Completes the journey."
+    assert Enrollment.objects.count() == 0 and not mail.outbox
