@@ -437,9 +437,15 @@ def sweep_inactive(journey: Journey, *, now: dt.datetime | None = None, limit: i
     quiet = Q(created_at__lt=cutoff)
     for name in ("last_open_at", "last_click_at", "last_seen_at", "last_order_at", "confirmed_at"):
         quiet &= Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__lt": cutoff})
-    open_now = Enrollment.objects.filter(journey=journey, state__in=OPEN_STATES).values("subscriber_id")
-    ids = list(Subscriber.objects.filter(quiet, status="subscribed").exclude(pk__in=open_now)
-               .values_list("pk", flat=True)[:limit])
+    # Leave out people the entry rule would refuse anyway, so they never crowd out the others.
+    kept_out = Enrollment.objects.filter(journey=journey)
+    if journey.entry_rule == EntryRule.ONCE_PER_PERIOD:
+        kept_out = kept_out.filter(Q(state__in=OPEN_STATES) |
+                                   Q(entered_at__gt=now - dt.timedelta(days=journey.reentry_days or 0)))
+    elif journey.entry_rule == EntryRule.EVERY_TIME:
+        kept_out = kept_out.filter(state__in=OPEN_STATES)
+    ids = list(Subscriber.objects.filter(quiet, status="subscribed")
+               .exclude(pk__in=kept_out.values("subscriber_id")).values_list("pk", flat=True)[:limit])
     return enroll(journey, ids, now=now) if ids else 0
 
 
@@ -627,14 +633,16 @@ class _Runner:
         gone = {pk for pk, p in self.people.items() if p["status"] in BLOCKED_STATUSES}
         reached: set[int] = set()
         if self.journey.exit_event and enrollments:
-            since = min(e.entered_at for e in enrollments)
+            starts = {e.pk: started_at(e) for e in enrollments}
+            since = min(starts.values())
             rows = Event.objects.filter(_event_filter(self.journey.exit_event, self.journey.exit_filters),
                                         subscriber_id__in={e.subscriber_id for e in enrollments},
                                         occurred_at__gte=since).values_list("subscriber_id", "occurred_at")
             latest: dict[int, dt.datetime] = {}
             for pk, at in rows:
                 latest[pk] = max(at, latest.get(pk, at))
-            reached = {e.pk for e in enrollments if latest.get(e.subscriber_id, since) > e.entered_at}
+            reached = {e.pk for e in enrollments
+                       if e.subscriber_id in latest and latest[e.subscriber_id] >= starts[e.pk]}
         staying = []
         for enrollment in enrollments:
             status = self.people.get(enrollment.subscriber_id, {}).get("status")
@@ -654,7 +662,11 @@ class _Runner:
         again: list[Enrollment] = []
         for key, group in groups.items():
             if key == NOT_STARTED:
-                again += [e for e in group if self.first is not None and self.arrive(e, self.first)]
+                if self.first is None:
+                    for enrollment in group:
+                        _finish(enrollment, EnrollmentState.COMPLETED, "the journey has no steps", self.now)
+                    continue
+                again += [e for e in group if self.arrive(e, self.first)]
                 continue
             step = self.by_key.get(key)
             if step is None:
@@ -743,11 +755,12 @@ class _Runner:
         skip_rows, send_rows = [], []
         for enrollment, step in self.to_send:
             decision = decisions.get(enrollment.subscriber_id, policy.Decision(policy.SKIP, "erased"))
-            if decision.action == policy.DEFER and enrollment.state != EnrollmentState.SENDING:
+            if decision.action == policy.DEFER:
+                # A send a crash left open stays so: it is resolved (never blindly repeated) when it is due.
                 enrollment.next_run_at = decision.until
                 enrollment.note = decision.explanation[:300]
                 self.result.deferred += 1
-            elif decision.action == policy.SKIP and enrollment.state != EnrollmentState.SENDING:
+            elif decision.action == policy.SKIP:
                 skip_rows.append((enrollment, step, decision))
             else:
                 send_rows.append((enrollment, step))
@@ -757,6 +770,7 @@ class _Runner:
                                                reason=decision.explanation)
             self.stats[(step.key, "skipped")] += 1
             self.result.skipped += 1
+            enrollment.state = EnrollmentState.ACTIVE
             self.move(enrollment, self.edge(step, 0), decision.explanation)
         if not send_rows:
             return out
@@ -831,6 +845,23 @@ def _email_variants(email_ids: set[int]) -> dict[int, int]:
             .values_list("campaign_id", "pk"):
         chosen.setdefault(campaign_id, variant_id)
     return chosen
+
+
+def started_at(enrollment: Enrollment) -> dt.datetime:
+    """Return when the person's trip began: the triggering event's time if earlier than the enrollment.
+
+    Events can reach us late or in one batch; an order placed after the
+    checkout that started cart recovery must end it even if both arrived together.
+    """
+    raw = (enrollment.trigger_data or {}).get("occurred_at")
+    if raw:
+        try:
+            at = dt.datetime.fromisoformat(str(raw))
+        except ValueError:
+            return enrollment.entered_at
+        if timezone.is_aware(at):
+            return min(at, enrollment.entered_at)
+    return enrollment.entered_at
 
 
 def _finish(enrollment: Enrollment, state: str, note: str, now: dt.datetime) -> None:

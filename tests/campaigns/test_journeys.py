@@ -195,6 +195,23 @@ def test_goal_is_checked_before_every_step_even_without_the_event_hook(topic, me
     assert state(journey, person).state == EnrollmentState.EXITED
 
 
+def test_an_order_reported_together_with_the_checkout_still_ends_cart_recovery(
+        topic, member, clock, django_capture_on_commit_callbacks):
+    journey = build(topic, [
+        {"key": "hour", "kind": StepKind.WAIT, "wait_amount": 1, "wait_unit": "hours"},
+        {"key": "reminder", "kind": StepKind.SEND_EMAIL, "email": email("Your cart")},
+    ], trigger=TriggerKind.EVENT, trigger_event="Checkout Started", exit_event="Order Completed")
+    person = member()
+    # Both events happened ten minutes ago and reach us in one batch, checkout first.
+    checkout, order = NOON - dt.timedelta(minutes=10), NOON - dt.timedelta(minutes=9)
+    Event.objects.create(subscriber=person, name="Order Completed", occurred_at=order)
+    actions.handle_events([{"subscriber_id": person.pk, "name": "Checkout Started", "properties": {},
+                            "occurred_at": checkout.isoformat()}], now=NOON)
+    tick(NOON + dt.timedelta(hours=2), django_capture_on_commit_callbacks)
+    assert subjects() == []
+    assert "goal" in state(journey, person).note
+
+
 def test_wait_for_an_event_takes_the_yes_path_when_it_happens_and_no_after_the_timeout(
         topic, member, clock, django_capture_on_commit_callbacks):
     journey = build(topic, [
