@@ -54,3 +54,14 @@ def segment_history(*, subscriber_id: int) -> list[dict[str, Any]]:
     from campaigns.segments import actions as segment_actions
 
     return segment_actions.segment_history(subscriber_id=subscriber_id)
+
+
+def journey_history(*, subscriber_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """Return a person's journey trips, newest first: journey, trip number, state, current step, dates, note."""
+    from campaigns.journeys.models import Enrollment
+
+    rows = (Enrollment.objects.filter(subscriber_id=subscriber_id).select_related("journey")
+            .order_by("-entered_at", "-id")[:limit])
+    return [{"journey": e.journey.name, "journey_id": e.journey_id, "entry": e.entry, "state": e.state,
+             "state_label": e.get_state_display(), "step": e.step_key, "entered_at": e.entered_at,
+             "finished_at": e.finished_at, "next_run_at": e.next_run_at, "note": e.note} for e in rows]

@@ -187,7 +187,7 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     readonly_fields = ("status_display", "created_at", "updated_at", "confirmed_at", "status_changed_at",
                        "attributes_display", "consent_summary", "order_count", "total_spent", "average_order_value",
                        "first_order_at", "last_order_at", "last_seen_at", "last_open_at", "last_click_at",
-                       "emails_received", "lifecycle_display", "segments_display")
+                       "emails_received", "lifecycle_display", "segments_display", "journeys_display")
     inlines = [TopicSubscriptionInline, ConsentRecordInline, PrivacyRequestInline]
     actions = ["add_to_topic", "unsubscribe_selected", "erase_selected"]
     change_form_template = "admin/subscribers/subscriber/change_form.html"
@@ -202,7 +202,8 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
             ("About", {"fields": (("birth_date", "gender"), ("company", "job_title", "industry"))}),
             ("Origin", {"fields": ("source", "external_id", "tags")}),
             ("Custom attributes", {"fields": ("attributes_display", "attributes")}),
-            ("Lifecycle and segments", {"fields": ("lifecycle_display", "segments_display")}),
+            ("Lifecycle, segments and journeys", {"fields": ("lifecycle_display", "segments_display",
+                                                             "journeys_display")}),
             ("Activity", {"fields": (("order_count", "total_spent", "average_order_value"),
                                      ("first_order_at", "last_order_at"), ("last_seen_at", "last_open_at",
                                                                            "last_click_at"), "emails_received")}),
@@ -262,6 +263,27 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
                               row["at"].strftime("%Y-%m-%d %H:%M")))
         return format_html('<table class="mk-kv">{}</table>',
                            format_html_join("", "<tr><th>{}</th><td>{} {}</td></tr>", lines))
+
+    @admin.display(description="journeys")
+    def journeys_display(self, obj: Subscriber) -> str:
+        from campaigns.api import journey_history
+
+        rows = journey_history(subscriber_id=obj.pk) if obj.pk else []
+        if not rows:
+            return "Not in any journey yet."
+        lines = []
+        for row in rows:
+            when = f"entered {row['entered_at']:%Y-%m-%d %H:%M}"
+            if row["finished_at"]:
+                detail = f"{row['state_label'].lower()} {row['finished_at']:%Y-%m-%d %H:%M}: {row['note']}"
+            elif row["next_run_at"]:
+                detail = f"at step “{row['step'] or 'start'}”, next {row['next_run_at']:%Y-%m-%d %H:%M} UTC"
+            else:
+                detail = f"at step “{row['step']}”"
+            trip = f" (trip {row['entry']})" if row["entry"] > 1 else ""
+            lines.append((f"{row['journey']}{trip}", when, detail))
+        return format_html('<table class="mk-kv">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td>{}; {}</td></tr>", lines))
 
     @admin.display(description="current consent")
     def consent_summary(self, obj: Subscriber) -> str:

@@ -466,3 +466,14 @@ def test_the_simulator_tells_what_would_happen_without_doing_it(topic, member, c
     assert lines[4].step == "visit" and lines[5].step == "nudge"
     assert text[-1] == "Completes the journey."
     assert Enrollment.objects.count() == 0 and not mail.outbox
+
+
+def test_the_subscriber_page_lists_the_persons_journeys(admin_client, topic, member, clock,
+                                                        django_capture_on_commit_callbacks):
+    journey = build(topic, [{"key": "hello", "kind": StepKind.SEND_EMAIL, "email": email("Hello")},
+                            {"key": "rest", "kind": StepKind.WAIT, "wait_amount": 3}], name="Welcome series")
+    person = member()
+    actions.enroll(journey, [person.pk], now=NOON)
+    tick(NOON, django_capture_on_commit_callbacks)
+    page = admin_client.get(f"/admin/subscribers/subscriber/{person.pk}/change/").content.decode()
+    assert "Welcome series" in page and "at step “rest”" in page and "2026-12-04 12:00" in page
