@@ -88,4 +88,5 @@ def _percent(part: int, whole: int) -> str:
 
 
 from campaigns.content import admin as content_admin  # noqa: E402, F401 - registers the content screens
+from campaigns.journeys import admin as journeys_admin  # noqa: E402, F401 - registers the journey screens
 from campaigns.segments import admin as segments_admin  # noqa: E402, F401 - registers the segment screens
