@@ -8,6 +8,7 @@ Archive buttons call the matching actions.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections import Counter, defaultdict
 from typing import Any
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -24,11 +26,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from campaigns.content.admin import VariantInline, _find_subscriber
 from campaigns.content.models import Campaign
 from campaigns.journeys import actions, graph
 from campaigns.journeys.models import (
+    Engagement,
     Enrollment,
     EnrollmentState,
     EntryRule,
@@ -77,8 +81,9 @@ UPDATE_FIELDS = {
     UpdateAction.STOP_MARKETING: (),
 }
 KIND_ICONS = {
-    StepKind.SEND_EMAIL: "✉", StepKind.WAIT: "⏱", StepKind.WAIT_UNTIL: "🗓", StepKind.WAIT_EVENT: "⚑",
-    StepKind.BRANCH: "⑂", StepKind.SPLIT: "⚖", StepKind.UPDATE_PROFILE: "✎", StepKind.EXIT: "⏹",
+    # Symbols common system fonts carry (DejaVu, Segoe UI Symbol, Apple Symbols): no emoji font needed.
+    StepKind.SEND_EMAIL: "✉", StepKind.WAIT: "◷", StepKind.WAIT_UNTIL: "◴", StepKind.WAIT_EVENT: "⚑",
+    StepKind.BRANCH: "⋔", StepKind.SPLIT: "⚖", StepKind.UPDATE_PROFILE: "✎", StepKind.EXIT: "■",
 }
 STATUS_COLOURS = {JourneyStatus.DRAFT: "#57606a", JourneyStatus.ACTIVE: "#1a7f37", JourneyStatus.PAUSED: "#8a6d00",
                   JourneyStatus.ARCHIVED: "#6e7781"}
@@ -92,6 +97,16 @@ def _clear(instance: Any, names: list[str]) -> None:
         setattr(instance, field.attname, field.get_default())
 
 
+class FiltersField(forms.JSONField):
+    """Event property filters as JSON; no filters show as an empty box, not as “{}” or “null”."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value in ({}, None) else super().prepare_value(value)
+
+    def clean(self, value: Any) -> Any:
+        return super().clean(value) or {}
+
+
 # --- The journey form and its steps -----------------------------------------------------------
 
 
@@ -103,17 +118,11 @@ class JourneyForm(forms.ModelForm):
                   "reentry_days", "exit_event", "exit_filters")
         widgets = {"description": forms.Textarea(attrs={"rows": 2, "cols": 60}), "trigger_filters": SMALL_JSON,
                    "exit_filters": SMALL_JSON, "trigger_time": forms.TimeInput(attrs={"type": "time"}, format="%H:%M")}
+        field_classes = {"trigger_filters": FiltersField, "exit_filters": FiltersField}
 
     class Media:
         js = JOURNEY_MEDIA_JS
         css = JOURNEY_MEDIA_CSS
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        for name in ("trigger_filters", "exit_filters"):
-            if data.get(name) is None:
-                data[name] = {}
-        return data
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -125,14 +134,24 @@ class JourneyForm(forms.ModelForm):
 
 
 class StepRulesWidget(SegmentRulesWidget):
-    """The segment rule builder for a branch's condition; the inline's blank template keeps the plain JSON."""
+    """The segment rule builder for a branch's condition.
+
+    In the inline's blank template the builder is marked as not to be started
+    on page load (a copy of a started builder would be dead); journey_builder.js
+    starts it when the template becomes a new step.
+    """
+
+    def format_value(self, value: Any) -> str:
+        # The form field hands over JSON text: "null" for a step without a condition.
+        return super().format_value(None if value in (None, "", "null") else value)
 
     def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> str:
+        html = super().render(name, value, attrs, renderer)
         if "__prefix__" in name:
-            # The builder starts on page load only; a step added later edits its JSON until saved.
-            attrs = {**(attrs or {}), "class": "vLargeTextField mk-code", "rows": 3}
-            return forms.Textarea.render(self, name, self.format_value(value), attrs, renderer)
-        return super().render(name, value, attrs, renderer)
+            # Only the widget's own, already escaped markup changes here.
+            html = mark_safe(html.replace('<div class="segment-builder"',  # noqa: S308
+                                          '<div class="segment-builder" data-started="later"', 1))
+        return html
 
 
 class StepForm(forms.ModelForm):
@@ -157,6 +176,7 @@ class StepForm(forms.ModelForm):
                                                        "list": "journey-step-keys"}),
                    "engagement_step": forms.TextInput(attrs={"class": "mk-step-ref", "size": 16,
                                                              "list": "journey-step-keys"})}
+        field_classes = {"event_filters": FiltersField}
         labels = {"wait_amount": "Wait (or time limit)", "email": "Email", "next_step": "Then go to",
                   "else_step": "Second path goes to", "until_weekday": "Weekday", "until_time": "Local time"}
 
@@ -174,12 +194,6 @@ class StepForm(forms.ModelForm):
         if errors:
             raise forms.ValidationError(errors)
         return rules
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if data.get("event_filters") is None:
-            data["event_filters"] = {}
-        return data
 
     def _post_clean(self) -> None:
         super()._post_clean()
@@ -245,6 +259,23 @@ class StepInline(admin.StackedInline):
 
     def get_extra(self, request: HttpRequest, obj: Journey | None = None, **kwargs: Any) -> int:
         return 1 if obj is None else 0
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name != "email":
+            return super().formfield_for_dbfield(db_field, request, **kwargs)
+        # The add / edit / view links open the journey email screen, not the campaign one (which lists campaigns
+        # only): the relation is presented as pointing at the JourneyEmail proxy.
+        field = db_field.formfield(queryset=JourneyEmail.objects.order_by("name"))
+        rel = copy.copy(db_field.remote_field)
+        rel.model = JourneyEmail
+        email_admin = self.admin_site._registry.get(JourneyEmail)
+        if email_admin is None:
+            return field
+        field.widget = RelatedFieldWidgetWrapper(
+            field.widget, rel, self.admin_site, can_add_related=email_admin.has_add_permission(request),
+            can_change_related=email_admin.has_change_permission(request),
+            can_delete_related=False, can_view_related=email_admin.has_view_permission(request))
+        return field
 
 
 # --- The journey admin ------------------------------------------------------------------------
@@ -392,7 +423,7 @@ class JourneyAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"Simulate “{journey}” for a person", "opts": self.model._meta, "original": journey,
             "journey": journey, "query": query, "start": start_text, "person": person, "lines": lines,
-            "error": error, "now": timezone.now(),
+            "error": error, "start_at": start if not error else None,
         })
 
 
@@ -499,7 +530,8 @@ def step_in_words(step: JourneyStep) -> str:
         return f"Wait up to {step.wait_amount or '?'} {step.get_wait_unit_display()} for “{step.event_name}”"
     if kind == StepKind.BRANCH:
         if step.engagement_step:
-            return f"Did they {step.get_engagement_display() or 'open'} “{step.engagement_step}”?"
+            verb = "click in" if step.engagement == Engagement.CLICKED else "open"
+            return f"Did they {verb} “{step.engagement_step}”?"
         return f"Do they match: {segment_actions.summarize(step.condition)}?" if step.condition else "Branch"
     if kind == StepKind.SPLIT:
         share = step.split_percent or 0

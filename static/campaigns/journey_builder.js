@@ -48,8 +48,9 @@
   /** Show the rows and boxes in ``scope`` for ``wanted`` fields and hide the others of ``managed``. */
   function show(scope, managed, wanted) {
     for (const box of scope.querySelectorAll(".fieldBox")) {
+      // The box's parent holds it and its help text.
       const names = fieldNames(box);
-      if (names.some((n) => managed.has(n))) box.hidden = !names.some((n) => wanted.has(n));
+      if (names.some((n) => managed.has(n))) box.parentElement.hidden = !names.some((n) => wanted.has(n));
     }
     for (const row of scope.querySelectorAll(".form-row")) {
       const names = fieldNames(row).filter((n) => managed.has(n));
@@ -143,6 +144,24 @@
     position.value = others.length ? Math.max(...others) + 1 : 0;
   }
 
+  /**
+   * Start the segment rule builder of a step added on the page.
+   *
+   * The blank step the admin copies carries a builder marked "later"; running
+   * segment_builder.js again starts every builder not started yet (it skips
+   * the ones running), so the new step gets a live builder too.
+   */
+  function startRuleBuilders(step) {
+    const roots = [...step.querySelectorAll('.segment-builder[data-started="later"]')];
+    if (!roots.length) return;
+    for (const root of roots) delete root.dataset.started;
+    const source = document.querySelector('script[src*="campaigns/segment_builder.js"]');
+    if (!source) return;
+    const script = document.createElement("script");
+    script.src = source.src;
+    document.head.append(script);
+  }
+
   function start() {
     const form = document.getElementById("journey_form");
     if (!form) return;
@@ -154,6 +173,7 @@
       if (!step.closest || !step.closest(".mk-journey-steps")) return;
       nextPosition(step);
       setupStep(step);
+      startRuleBuilders(step);
     });
   }
 

@@ -350,3 +350,11 @@ def test_the_journey_list_shows_trigger_in_words_and_counts(admin_client, topic,
     assert "state__in=active%2Csending" in page
     assert admin_client.get("/admin/campaigns/journey/", {"status__exact": "draft",
                                                           "trigger__exact": "event"}).status_code == 200
+
+
+def test_the_email_select_links_to_the_journey_email_screen(admin_client):
+    email = journey_email("Journey mail")
+    page = admin_client.get(ADD_URL).content.decode()
+    assert "/admin/campaigns/journeyemail/add/?_to_field=id&amp;_popup=1" in page
+    assert "/admin/campaigns/campaign/add/?_to_field" not in page
+    assert admin_client.get(f"/admin/campaigns/journeyemail/{email.pk}/change/?_popup=1").status_code == 200
