@@ -5,9 +5,14 @@ answers ``POST /email`` like Postmark, after an optional delay (a real ESP
 across the internet takes tens of milliseconds), counts every message it
 accepts per delivery id (from Anymail's metadata), and can fail on purpose:
 HTTP 500 for the first N calls (an outage), HTTP 422 "Invalid 'To' address"
-for chosen addresses (a permanent refusal). ``GET /messages/outbound?
+for chosen addresses (a permanent refusal). ``POST /email/batch`` (up to 500
+messages a call, for ``campaigns.sending.postmark``) answers like Postmark:
+one result per message, in order, after the same delay per call; an outage
+is HTTP 500 for the whole call, a chosen address is ErrorCode 406 (inactive
+recipient) for its message only. ``GET /messages/outbound?
 metadata_delivery_id=N`` answers like Postmark's message search, which the
-crash recovery asks; ``GET /stats`` reports the counts.
+crash recovery asks; ``GET /stats`` reports the counts. With ``keep=True``
+it keeps every POST (path and JSON body) in ``posts``, for tests.
 
 It is a small asyncio HTTP/1.1 server (keep-alive, no thread per
 connection) so that, sharing the machine with the app under test, it costs
@@ -32,11 +37,15 @@ _DELIVERY = re.compile(rb'"delivery_id"\s*:\s*"([^"]*)"')
 
 class MockESP:
     def __init__(self, *, latency: float = 0.0, fail_first: int = 0, refuse: set[str] | None = None,
-                 port: int = 0):
+                 port: int = 0, keep: bool = False):
         self.latency, self.fail_first, self.refuse = latency, fail_first, {a.lower() for a in refuse or ()}
         self.accepted: Counter[str] = Counter()  # delivery id -> times accepted
         self.calls = 0
         self.failed_calls = 0
+        self.batch_calls = 0
+        self.received = 0  # messages received, in every call (accepted, refused or failed)
+        self.keep = keep
+        self.posts: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
         self.first_at: float | None = None
         self.last_at: float | None = None
@@ -51,6 +60,12 @@ class MockESP:
 
     # --- the ESP's answers ---------------------------------------------------------
 
+    def post(self, path: str, body: bytes) -> tuple[int, Any]:
+        if self.keep:
+            with self.lock:
+                self.posts.append((path, json.loads(body)))
+        return self.batch(body) if path == "/email/batch" else self.send(body)
+
     def send(self, body: bytes) -> tuple[int, dict[str, Any]]:
         match = _TO.search(body)
         to = json.loads(b'"' + match.group(1) + b'"') if match else ""
@@ -58,6 +73,7 @@ class MockESP:
         delivery_id = found.group(1).decode() if found else ""
         with self.lock:
             self.calls += 1
+            self.received += 1
             if self.calls <= self.fail_first:
                 self.failed_calls += 1
                 return 500, {"ErrorCode": 500, "Message": "Internal server error"}
@@ -71,12 +87,46 @@ class MockESP:
         return 200, {"To": to, "SubmittedAt": "2026-12-01T12:00:00Z", "MessageID": str(uuid.uuid4()),
                      "ErrorCode": 0, "Message": "OK"}
 
+    def batch(self, body: bytes) -> tuple[int, Any]:
+        try:
+            messages = json.loads(body)
+        except ValueError:
+            messages = None
+        if not isinstance(messages, list) or not 0 < len(messages) <= 500:
+            return 422, {"ErrorCode": 300, "Message": "Invalid email request: a batch holds 1 to 500 messages."}
+        with self.lock:
+            self.calls += 1
+            self.batch_calls += 1
+            self.received += len(messages)
+            if self.calls <= self.fail_first:
+                self.failed_calls += 1
+                return 500, {"ErrorCode": 500, "Message": "Internal server error"}
+            answers = []
+            for message in messages:
+                to = message.get("To", "")
+                address = to.rsplit("<", 1)[-1].rstrip(">").strip().lower()
+                if address in self.refuse:
+                    answers.append({"ErrorCode": 406, "Message": (
+                        "You tried to send to a recipient that has been marked as inactive.\n"
+                        f"Found inactive addresses: {address}.\n"
+                        "Inactive recipients are ones that have generated a hard bounce or a spam complaint. ")})
+                    continue
+                self.accepted[str((message.get("Metadata") or {}).get("delivery_id", ""))] += 1
+                answers.append({"To": to, "SubmittedAt": "2026-12-01T12:00:00Z", "MessageID": str(uuid.uuid4()),
+                                "ErrorCode": 0, "Message": "OK"})
+            if len(answers) > sum(1 for a in answers if a["ErrorCode"]):
+                now = time.monotonic()
+                self.first_at = self.first_at or now
+                self.last_at = now
+        return 200, answers
+
     def get(self, target: str) -> dict[str, Any]:
         parts = urlsplit(target)
         with self.lock:
             if parts.path == "/stats":
                 return {"accepted": sum(self.accepted.values()), "unique": len(self.accepted),
                         "duplicates": self.duplicates, "calls": self.calls, "failed_calls": self.failed_calls,
+                        "batch_calls": self.batch_calls, "received": self.received,
                         "first_at": self.first_at, "last_at": self.last_at, "clock": time.monotonic()}
             delivery_id = (parse_qs(parts.query).get("metadata_delivery_id") or [""])[0]
             return {"TotalCount": self.accepted.get(delivery_id, 0), "Messages": []}
@@ -95,7 +145,8 @@ class MockESP:
                 method, target, _ = request_line.split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                status, answer = self.send(body) if method == "POST" else (200, self.get(target))
+                status, answer = self.post(urlsplit(target).path, body) if method == "POST" else (
+                    200, self.get(target))
                 if self.latency and method == "POST":
                     await asyncio.sleep(self.latency)
                 data = json.dumps(answer).encode()

@@ -543,8 +543,9 @@ def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.
 
 
 def esp_name() -> str:
-    backend = settings.EMAIL_BACKEND
-    return backend.split(".")[2] if backend.startswith("anymail.backends.") else "local"
+    """Name the ESP by the Anymail backend module the mail backend is or extends ("postmark"), else "local"."""
+    module = sender.anymail_module(settings.EMAIL_BACKEND)
+    return module.split(".")[2] if module else "local"
 
 
 def _record(campaign: Campaign, order: list[tuple[int, int]], outcomes: list[sender.Outcome], *,

@@ -4,7 +4,10 @@ Sending is I/O-bound: an ESP answers each API call after tens of
 milliseconds, and Anymail makes one call per individually rendered message.
 So rendering happens in the calling thread and the calls run in the
 process's pool of ``SEND_CONCURRENCY`` threads, each keeping its own open
-backend connection (Anymail reuses its HTTP session across messages). Every outcome is classified:
+backend connection (Anymail reuses its HTTP session across messages). A
+backend that declares a ``batch_size`` (``campaigns.sending.postmark``: 500
+messages per Postmark ``email/batch`` call) gets the messages in groups of
+that size instead, one call per group. Every outcome is classified:
 accepted (with the ESP's message id), rejected for good (an invalid or
 suppressed address, a 4xx answer), or transient (timeouts, 5xx, 429,
 connection errors), which the caller retries later.
@@ -12,8 +15,11 @@ connection errors), which the caller retries later.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import itertools
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +27,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.core.mail import get_connection
+from django.utils.module_loading import import_string
 
 ACCEPTED, REJECTED, TRANSIENT = "accepted", "rejected", "transient"
 
@@ -38,7 +45,9 @@ _local = threading.local()
 def _connection() -> Any:
     """Return this thread's open backend connection (a new one when the configured backend changed)."""
     cached = getattr(_local, "connection", None)
-    if cached is None or cached[0] != settings.EMAIL_BACKEND:
+    # The ANYMAIL settings are part of the key: a connection keeps the API URL and token it was made with.
+    key = (settings.EMAIL_BACKEND, repr(getattr(settings, "ANYMAIL", None)))
+    if cached is None or cached[0] != key:
         connection = get_connection(fail_silently=False)
         connection.open()
         session = getattr(connection, "session", None)
@@ -47,7 +56,7 @@ def _connection() -> Any:
             # (about half a millisecond each); the proxy environment is read once, here.
             session.proxies.update(requests.utils.get_environ_proxies(getattr(connection, "api_url", "") or ""))
             session.trust_env = False
-        cached = _local.connection = (settings.EMAIL_BACKEND, connection)
+        cached = _local.connection = (key, connection)
     return cached[1]
 
 
@@ -78,6 +87,26 @@ def _send_one(message: Any) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome the caller records
         _local.connection = None
         return classify(exc)
+    return _outcome(message, sent=bool(sent))
+
+
+def _send_batch(messages: list[Any]) -> list[Outcome]:
+    """Send a group in one backend call; a failed call (nothing sent) is every message's outcome."""
+    if len(messages) == 1:
+        return [_send_one(messages[0])]
+    try:
+        _connection().send_messages(messages)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an outcome the caller records
+        _local.connection = None
+        return [classify(exc)] * len(messages)
+    return [_outcome(m, sent=True) for m in messages]
+
+
+def _outcome(message: Any, *, sent: bool) -> Outcome:
+    """Read what the ESP said about one message from its ``anymail_status`` (and a batch's ``anymail_error``)."""
+    error = getattr(message, "anymail_error", None)
+    if error is not None:
+        return classify(error)
     status = getattr(message, "anymail_status", None)
     if status is not None and status.status and status.status <= {"rejected", "invalid"}:
         return Outcome(REJECTED, detail=f"ESP rejected the address ({', '.join(sorted(status.status))})")
@@ -103,24 +132,64 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+@functools.lru_cache(maxsize=32)
+def anymail_module(backend: str) -> str | None:
+    """Return the Anymail backend module a mail backend is or extends (``anymail.backends.postmark``), or None."""
+    if backend.startswith("anymail.backends."):
+        return backend.rsplit(".", 1)[0]
+    try:
+        backend_class = import_string(backend)
+    except ImportError:
+        return None
+    for base in inspect.getmro(backend_class):
+        module = base.__module__
+        if module.startswith("anymail.backends.") and module.rsplit(".", 1)[1] not in ("base", "base_requests"):
+            return module
+    return None
+
+
 def concurrent_backend() -> bool:
     """Say whether the mail backend talks to an ESP over HTTP (Anymail): only then are calls made in parallel.
 
     The local capture backend writes to the database, which is better done
     from one thread.
     """
-    return settings.EMAIL_BACKEND.startswith("anymail.")
+    return anymail_module(settings.EMAIL_BACKEND) is not None
+
+
+@functools.lru_cache(maxsize=32)
+def _batch_size(backend: str) -> int:
+    try:
+        return max(1, int(getattr(import_string(backend), "batch_size", 1)))
+    except ImportError:
+        return 1
+
+
+def batch_size() -> int:
+    """Return how many messages the mail backend sends per call (its ``batch_size``; 1 for Anymail's own)."""
+    return _batch_size(settings.EMAIL_BACKEND)
+
+
+def _batches(messages: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(messages)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def send_all(messages: Iterable[Any]) -> list[Outcome]:
-    """Send each message as soon as it is produced; returns the outcomes in the same order.
+    """Send each message (or each batch, for a batching backend) as soon as it is produced; outcomes in order.
 
     ``messages`` may be a generator that renders them: with an ESP backend
     the first API calls are in flight while the next messages render.
     """
     if not concurrent_backend() or settings.SEND_CONCURRENCY <= 1:
+        if batch_size() > 1:
+            return [o for batch in _batches(messages, batch_size()) for o in _send_batch(batch)]
         return [_send_one(m) for m in messages]
     pool = _executor()
+    if batch_size() > 1:
+        batched = [pool.submit(_send_batch, batch) for batch in _batches(messages, batch_size())]
+        return [o for f in batched for o in f.result()]
     futures = [pool.submit(_send_one, m) for m in messages]
     return [f.result() for f in futures]
 
@@ -148,14 +217,14 @@ def _postmark_accepted(delivery_ids: list[int]) -> set[int]:
     return found
 
 
-# ESPs whose API can say whether a message was accepted, by Anymail backend module.
+# ESPs whose API can say whether a message was accepted, by the Anymail backend module a backend is or extends
+# (campaigns.sending.postmark extends anymail.backends.postmark).
 ACCEPTED_LOOKUPS = {"anymail.backends.postmark": _postmark_accepted}
 
 
 def esp_accepted(delivery_ids: list[int]) -> set[int] | None:
     """Return which deliveries the configured ESP accepted, or None when it cannot be asked."""
-    module = settings.EMAIL_BACKEND.rsplit(".", 1)[0]
-    lookup = ACCEPTED_LOOKUPS.get(module)
+    lookup = ACCEPTED_LOOKUPS.get(anymail_module(settings.EMAIL_BACKEND) or "")
     if lookup is None or not delivery_ids:
         return None if lookup is None else set()
     return lookup(delivery_ids)

@@ -1,0 +1,173 @@
+"""Send many individually rendered messages through Postmark's batch API: one call per 500 messages.
+
+Anymail's Postmark backend makes one API call per message (it uses
+``email/batch`` only for one template sent with merge data). A campaign
+renders every message for its recipient, so at 50 ms an answer the calls,
+not the messages, are what costs. Postmark's ``POST /email/batch`` takes up
+to 500 complete, different messages (each the body of an ``/email`` call,
+50 MB in all) and answers one result per message, in order.
+
+This backend builds each message's payload with Anymail's own payload class,
+so every Anymail feature (metadata, tags, headers, attachments, reply-to,
+open and click tracking, message streams, ``esp_extra``) reaches Postmark
+exactly as in a single send, and posts them in groups of at most
+``batch_size`` messages and ``max_batch_bytes``. Each message's
+``anymail_status`` is what Anymail would have set for it alone: its answer
+is read by Anymail's ``parse_recipient_status`` as the answer to a single
+send (HTTP 200, or 422 with its error code).
+
+Configure it like Anymail's: ``EMAIL_BACKEND =
+"campaigns.sending.postmark.EmailBackend"`` with ``ANYMAIL =
+{"POSTMARK_SERVER_TOKEN": ...}``. Django's ``send_messages`` contract for
+several messages at once:
+
+- A problem with one message (a refused recipient, an error code for it, a
+  payload Anymail cannot build) does not stop the others: it is set on that
+  message as ``anymail_error`` (the exception Anymail would have raised for
+  it alone; ``None`` when it went out), never raised, because the rest were
+  sent and raising would make a caller send them again.
+- A failed call (no answer, a non-2xx HTTP status, an unreadable answer)
+  raises ``AnymailAPIError`` when nothing in this ``send_messages`` call was
+  accepted yet, so the caller can retry all of it; after an earlier group
+  went out it is set as ``anymail_error`` on the messages of the failed
+  group and every later one (not attempted).
+- One message, and Postmark's bulk API (``POSTMARK_USE_BULK_API``), take
+  Anymail's own path unchanged; so do template and merge-data messages
+  within a batch (each its own call, as Anymail makes it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from anymail.backends.postmark import EmailBackend as PostmarkBackend
+from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.message import AnymailStatus
+from requests.structures import CaseInsensitiveDict
+
+# (message, Anymail's payload for it, the JSON body Anymail would post to /email)
+Ready = tuple[Any, Any, str]
+
+
+class EmailBackend(PostmarkBackend):
+    """Anymail's Postmark backend, sending several messages per ``email/batch`` call."""
+
+    #: Postmark's cap on messages per batch call; callers that can batch read it.
+    batch_size = 500
+    #: Postmark's cap on a batch call's body (50 MB, attachments included).
+    max_batch_bytes = 50_000_000
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        """Send the messages in as few batch calls as Postmark allows; return how many it accepted."""
+        messages = list(email_messages or ())
+        if len(messages) <= 1 or self.use_bulk_api:
+            return super().send_messages(messages)
+        created_session = self.open()
+        try:
+            return self._send_batched(messages)
+        except AnymailError:
+            if self.fail_silently:
+                return 0
+            raise
+        finally:
+            if created_session:
+                self.close()
+
+    def _send_batched(self, messages: list[Any]) -> int:
+        sent = 0
+        ready: list[Ready] = []
+        for message in messages:
+            message.anymail_status = AnymailStatus()
+            message.anymail_error = None
+            if not self.run_pre_send(message) or not message.recipients():
+                continue  # cancelled by a pre_send receiver, or no one to send to: not sent, as in Anymail
+            try:
+                payload = self.build_message_payload(message, self.send_defaults)
+                if payload.get_api_endpoint() != "email":
+                    # A template or merge-data message is one of Anymail's own calls.
+                    self._finish(message, payload, self.post_to_esp(payload, message))
+                    sent += 1
+                    continue
+                ready.append((message, payload, payload.serialize_data()))
+            except Exception as error:  # noqa: BLE001 - one message's problem must not stop the others
+                message.anymail_error = error
+        groups = list(self._groups(ready))
+        for number, group in enumerate(groups):
+            try:
+                response, answers = self._post_batch(group)
+            except AnymailError as error:
+                if not sent:
+                    raise  # nothing went out: the caller may safely retry the whole call
+                for later in groups[number:]:
+                    for message, _, _ in later:
+                        message.anymail_error = error
+                break
+            for (message, payload, _), answer in zip(group, answers, strict=True):
+                try:
+                    self._finish(message, payload, _answer_as_response(response, answer))
+                except Exception as error:  # noqa: BLE001 - the others were sent; raising would resend them
+                    message.anymail_error = error
+                else:
+                    sent += 1
+        return sent
+
+    def _groups(self, ready: list[Ready]) -> Iterator[list[Ready]]:
+        """Yield consecutive groups within Postmark's caps that share a server token (it is per call)."""
+        group: list[Ready] = []
+        size = 2  # the brackets of the JSON array
+        for item in ready:
+            length = len(item[2]) + 1  # and its comma
+            if group and (len(group) >= self.batch_size or size + length > self.max_batch_bytes
+                          or item[1].server_token != group[0][1].server_token):
+                yield group
+                group, size = [], 2
+            group.append(item)
+            size += length
+        if group:
+            yield group
+
+    def _post_batch(self, group: list[Ready]) -> tuple[requests.Response, list[Any]]:
+        """Post one group to ``email/batch``; return the response and its answers, one per message in order."""
+        payload = group[0][1]
+        url = urljoin(self.api_url, "email/batch")
+        # Anymail serializes with json.dumps' default ensure_ascii: the body is ASCII, its length is its size.
+        body = ("[" + ",".join(item[2] for item in group) + "]").encode("ascii")
+        headers = {**payload.headers, "X-Postmark-Server-Token": payload.server_token}
+        try:
+            response = self.session.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+        except requests.RequestException as err:
+            # Like Anymail's post_to_esp: both an Anymail error and the original requests exception.
+            exc_class = type("AnymailRequestsAPIError", (AnymailRequestsAPIError, type(err)), {})
+            raise exc_class(f"Error posting to {url}:", backend=self) from err
+        if not 200 <= response.status_code < 300:
+            raise AnymailRequestsAPIError(response=response, backend=self)
+        answers = self.deserialize_json_response(response, None, None)
+        if not isinstance(answers, list) or len(answers) != len(group):
+            raise AnymailRequestsAPIError(
+                f"Invalid Postmark batch response: expected a list of {len(group)} results", response=response,
+                backend=self)
+        return response, answers
+
+    def _finish(self, message: Any, payload: Any, response: requests.Response) -> None:
+        """Set the message's status from its answer, as Anymail's ``_send`` does after its call."""
+        message.anymail_status.esp_response = response
+        recipient_status = self.parse_recipient_status(response, payload, message)
+        message.anymail_status.set_recipient_status(recipient_status)
+        self.run_post_send(message)  # the signal before raising for refused recipients, as Anymail does
+        self.raise_for_recipient_status(message.anymail_status, response, payload, message)
+
+
+def _answer_as_response(batch: requests.Response, answer: Any) -> requests.Response:
+    """Return one message's answer in a batch as Postmark answers a single send: HTTP 200, or 422 with an error."""
+    error_code = answer.get("ErrorCode", 0) if isinstance(answer, dict) else 0
+    one = requests.Response()
+    one.status_code, one.reason = (200, "OK") if not error_code else (422, "Unprocessable Entity")
+    one._content = json.dumps(answer).encode()  # what a single send's body would be
+    one.encoding = "utf-8"
+    one.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+    one.url, one.request, one.elapsed = batch.url, batch.request, batch.elapsed
+    return one
