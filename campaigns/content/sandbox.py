@@ -181,11 +181,18 @@ def _fast_format(amount: Decimal, style: tuple[str, str, str, str, int], digits:
 @register.filter
 def money(value: Any, currency: str = "") -> str:
     """Format an amount in the recipient's currency and language: ``{{ total_spent|money }}`` → “€1,234.50”."""
-    amount = _decimal(value)
-    if amount is None:
+    if value in (None, "") or isinstance(value, bool):
         return ""
     locale, default_currency = RECIPIENT_LOCALE.get()
-    code = (currency or default_currency or "EUR").upper()
+    return _money_text(str(value), locale, (currency or default_currency or "EUR").upper())
+
+
+@functools.lru_cache(maxsize=8192)
+def _money_text(text: str, locale: str, code: str) -> str:
+    """``money`` for an amount's text (prices and totals recur from one recipient to the next)."""
+    amount = _decimal(text)
+    if amount is None:
+        return ""
     style = _number_style(locale, code)
     if style is None:
         return format_currency(amount, code, locale=locale)

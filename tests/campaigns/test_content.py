@@ -112,6 +112,90 @@ def test_text_part_is_derived_from_html():
     assert text == 'News\n\nHello {{ first_name|default:"you" }},\nsee our shop (https://x.example).\n\n- One\n- Two\n'
 
 
+PERSONAL_LAYOUT = ("<html><head><style>p { color: #333 }</style></head><body>{{ content }}"
+                   '<p>{{ brand.name }} · <a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>')
+PERSONAL_HTML = """<h1>Hi {{ first_name|default:"there" }}, the sale is on</h1>
+<p>For you{% if city %} in {{ city }}{% endif %}, prices for {{ country_name|default:"your country" }}.</p>
+{% ifsegment "Loyal customers" %}<p>{{ order_count }} order{{ order_count|pluralize }}, {{ total_spent|money }}
+ in all.</p>{% else %}<p>Your first order ships free.</p>{% endifsegment %}
+<div>{% recommendations 2 %}<p><a href="{{ product.url|default:"https://shop.example/" }}">{{ product.name }}</a>
+ {{ product.price|money }} ({{ forloop.counter|default:"-" }})</p>{% empty %}<p>See the sale</p>
+{% endrecommendations %}</div>
+<ul>{% for tag in attributes.tags %}<li>{{ forloop.counter }}/{{ forloop.revcounter }} {{ tag|upper }}
+{% if forloop.last %}end{% endif %}</li>{% empty %}<li>no tags</li>{% endfor %}</ul>
+{% with name=full_name|default:email %}<p>{{ name|truncatewords:2 }} {{ name|length }}</p>{% endwith %}
+<p>{{ company|default:"" }} {{ last_name|default:"" }} · {{ last_order_at|date:"long"|default:"not yet" }}</p>
+<p>{% if order_count > 2 and not city or "Loyal customers" in segments %}often{% elif city == "Rīga" %}Rīga{% else %}
+new{% endif %} {{ attributes.plan|default_if_none:"none" }} {{ attributes.missing.deeper|default:"-" }}</p>
+<p>{{ attributes.note|linebreaksbr }} {{ attributes.tags|join:", " }} {{ nobody|upper }} {{ 3 }}</p>
+<p>{{ points|number }} {{ subscribed|yesno:"yes,no" }}</p>"""
+
+
+@pytest.mark.parametrize("text", ["", "Hi {{ first_name|default:'there' }}  \n\n\n\n{{ attributes.note }}\t\n"
+                                      "{% for tag in attributes.tags %}{{ tag }}{% endfor %}"])
+@pytest.mark.parametrize("extra", ["", '<p>{% firstof job_title industry "reader" as role %}{{ role }}</p>'])
+def test_the_compiled_renderer_gives_what_djangos_template_nodes_give_byte_for_byte(text, extra):
+    from django.template import VariableDoesNotExist
+
+    from campaigns.content.personalize import empty_context
+
+    compiled = compile_message(subject='{{ first_name|default:"Hi" }}, {{ city|default:"the" }} sale is on',
+                               html=PERSONAL_HTML + extra, text=text,
+                               preheader="Up to {{ discount|default:'40' }}% off", layout=PERSONAL_LAYOUT)
+    full = {**empty_context(), "first_name": "Anna <b>&</b>", "last_name": "O'Neil", "city": "Rīga",
+            "country_name": "Latvia", "company": "Acme & Co", "full_name": "Anna Maria O'Neil", "order_count": 3,
+            "total_spent": "1234.5", "last_order_at": dt.datetime(2026, 11, 3, 9, 30), "points": 12345,
+            "subscribed": True, "segments": ["Loyal customers"],
+            "attributes": {"tags": ["vip", "<new>"], "plan": None, "note": "line one\nline <two>  "},
+            "recommendations": [{"name": "Shoe & sock", "url": "https://shop.example/s?a=1&b=2", "price": "10"},
+                                {"name": "Hat", "url": "", "price": None}, {"name": "Not shown", "price": 1}]}
+    recipients = [full, empty_context(), {}, {**full, "city": "", "segments": [], "order_count": 0},
+                  {**full, "first_name": "  Ann\n", "attributes": {"tags": "ab"}, "recommendations": None}]
+
+    def outcome(render, context, **kwargs):
+        try:
+            message = render(dict(context), **kwargs)
+        except Exception as exc:  # noqa: BLE001 - both ways must fail alike (a filter argument that is missing)
+            return type(exc)
+        return message.subject, message.html, message.text, type(message.html)
+
+    for context in recipients:
+        for locale, currency in (("en", "EUR"), ("lv", "EUR"), ("pl", "PLN")):
+            assert outcome(compiled.render, context, locale=locale, currency=currency) == \
+                outcome(compiled.render_with_django, context, locale=locale, currency=currency)
+    assert outcome(compiled.render, {}) is VariableDoesNotExist  # {% with name=full_name|default:email %}
+    rendered = compiled.render(full)
+    assert "Hi Anna &lt;b&gt;&amp;&lt;/b&gt;, the sale is on" in rendered.html and "often" in rendered.html
+    assert "1/2 VIP" in rendered.html and "2/1 &lt;NEW&gt;" in rendered.html and "Shoe &amp; sock" in rendered.html
+    assert rendered.subject == "Anna <b>&</b>, Rīga sale is on"
+    empty = compiled.render(empty_context())
+    assert "Hi there, the sale is on" in empty.html and "no tags" in empty.html and "See the sale" in empty.html
+
+
+def test_a_message_resolves_a_shared_merge_tag_once_unless_a_tag_could_change_the_context():
+    from campaigns.content.rendering import shared_expressions
+
+    compiled = compile_message(subject='{{ first_name|default:"Hi" }}', html=PERSONAL_HTML,
+                               layout=PERSONAL_LAYOUT)
+    shared = shared_expressions(compiled.html.nodelist, compiled.subject.nodelist, compiled.text.nodelist)
+    assert ('first_name|default:"there"', False) in shared and ("city", True) in shared
+    assert not any(token.startswith(("product.", "tag", "name")) for token, _ in shared)  # loop and with scopes
+    assert not any("linebreaksbr" in token or "join" in token for token, _ in shared)  # escaping-dependent
+    firstof = compile_message(subject="{{ a }}", html="{% firstof x y as a %}<p>{{ a }}</p>")
+    assert shared_expressions(firstof.html.nodelist, firstof.subject.nodelist, firstof.text.nodelist) == frozenset()
+    assert firstof.render({"y": "Y"}) == firstof.render_with_django({"y": "Y"})
+
+
+@pytest.mark.parametrize("text", ["a \n\n\n\nb", "a\t \n \n\n\n\n\nb  ", "\n\n  x\r\n\n\n", "plain", "",
+                                  "ends \t", "a\n\nb\n \n\t\n\nc"])
+def test_tidying_the_text_part_is_the_two_substitutions(text):
+    import re
+
+    from campaigns.content.rendering import _tidy_text
+
+    assert _tidy_text(text) == re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip() + "\n"
+
+
 # --- personalization context -------------------------------------------------
 
 
