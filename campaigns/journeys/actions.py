@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -36,7 +37,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, JSONField, Max, Q
 from django.utils import timezone
 
 from campaigns import actions as delivery_actions
@@ -831,9 +832,42 @@ class _Runner:
                        "consent": consents.get(e.subscriber_id, {})} for e in enrollments}
 
     def save(self, enrollments: list[Enrollment]) -> None:
-        Enrollment.objects.bulk_update(enrollments, ["state", "step_key", "next_run_at", "due_at", "step_entered_at",
-                                                     "finished_at", "note", "attempts", "path"], batch_size=500)
+        save_enrollments(enrollments, ["state", "step_key", "next_run_at", "due_at", "step_entered_at",
+                                       "finished_at", "note", "attempts", "path"])
         _bump_stats(self.journey.pk, self.stats)
+
+
+def save_enrollments(enrollments: list[Enrollment], fields: list[str]) -> None:
+    """Write these fields of each enrollment; on PostgreSQL in one ``UPDATE … FROM unnest(arrays)``.
+
+    Django's ``bulk_update`` builds a ``CASE WHEN id = … THEN …`` per row and
+    field: for a batch of 500 that is 4,500 expressions to resolve and compile,
+    which took most of a batch's time. One array per field keeps the
+    statement the same size for any batch. Other databases use ``bulk_update``.
+    """
+    if not enrollments:
+        return
+    if connection.vendor != "postgresql":
+        Enrollment.objects.bulk_update(enrollments, fields, batch_size=500)
+        return
+    meta = Enrollment._meta
+    arrays, sets, params = ["%s::bigint[]"], [], [[e.pk for e in enrollments]]
+    for name in fields:
+        model_field = meta.get_field(name)
+        column = connection.ops.quote_name(model_field.column)
+        values = [getattr(e, model_field.attname) for e in enrollments]
+        if isinstance(model_field, JSONField):
+            params.append([None if v is None else json.dumps(v, cls=model_field.encoder) for v in values])
+            arrays.append("%s::text[]")
+            sets.append(f"{column} = v.{column}::jsonb")
+        else:
+            params.append([model_field.get_db_prep_save(v, connection) for v in values])
+            arrays.append(f"%s::{model_field.db_type(connection)}[]")
+            sets.append(f"{column} = v.{column}")
+    names = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {connection.ops.quote_name(meta.db_table)} AS e SET {', '.join(sets)} "
+                       f"FROM unnest({', '.join(arrays)}) AS v(id, {names}) WHERE e.id = v.id", params)
 
 
 def _email_variants(email_ids: set[int]) -> dict[int, int]:
