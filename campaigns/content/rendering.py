@@ -575,11 +575,36 @@ def _restore(source: str, saved: list[str]) -> str:
     return re.sub(r"MKTPL(\d+)MKTPL", lambda m: saved[int(m.group(1))], source)
 
 
+def _protect_as_comments(source: str) -> tuple[str, list[str]]:
+    """Swap template tags for markers the HTML parser keeps in place: comments between elements.
+
+    A plain-word marker between table rows is text where a table allows
+    none, and an HTML parser moves it out in front of the table (so a
+    ``{% for %}`` around rows would end up repeating nothing). A comment
+    stays where it is. Inside a tag (an attribute value) a comment would be
+    escaped, so there the plain-word marker is used.
+    """
+    saved: list[str] = []
+    out: list[str] = []
+    position = 0
+    for match in _TEMPLATE_TAG.finditer(source):
+        out.append(source[position:match.start()])
+        saved.append(match.group(0))
+        inside_tag = source.rfind("<", 0, match.start()) > source.rfind(">", 0, match.start())
+        marker = f"MKTPL{len(saved) - 1}MKTPL"
+        out.append(marker if inside_tag else f"<!--{marker}-->")
+        position = match.end()
+    out.append(source[position:])
+    return "".join(out), saved
+
+
 def inline_css(html: str) -> str:
-    """Inline the ``<style>`` rules into ``style`` attributes, leaving template tags as they are."""
-    protected, saved = _protect(html)
+    """Inline the ``<style>`` rules into ``style`` attributes, leaving template tags where they were."""
+    protected, saved = _protect_as_comments(html)
     inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
-    return _restore(inliner.inline(protected), saved)
+    inlined = inliner.inline(protected)
+    inlined = re.sub(r"<!--MKTPL(\d+)MKTPL-->", lambda m: f"MKTPL{m.group(1)}MKTPL", inlined)
+    return _restore(inlined, saved)
 
 
 class _TextExtractor(HTMLParser):

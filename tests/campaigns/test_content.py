@@ -372,3 +372,14 @@ def test_a_dynamic_block_naming_no_segment_is_an_error(campaign):
     messages = [p.message for p in actions.check_campaign(campaign)]
     assert messages == ['Variant A: {% ifsegment "Loyal custmers" %} names no segment; check the spelling '
                         "(everyone would get the other part)."]
+
+
+def test_a_loop_over_table_rows_stays_in_the_table_when_css_is_inlined():
+    layout = ("<html><head><style>td { color: #123456; }</style></head><body>{{ content }}</body></html>")
+    html = ('<table>{% for p in recommendations %}<tr><td class="{% if p.price %}priced{% endif %}">'
+            '{{ p.name|default:"A product" }}</td></tr>{% endfor %}</table>')
+    compiled = compile_message(subject="s", html=html, layout=layout)
+    rendered = compiled.render({"recommendations": [{"name": "Boots", "price": 1}, {"name": "Scarf"}]}).html
+    table = rendered[rendered.index("<table"):rendered.index("</table>")]
+    assert "Boots" in table and "Scarf" in table
+    assert 'class="priced" style="color: #123456;"' in table
