@@ -29,7 +29,7 @@ def _button(label: str) -> str:
 
 
 # Lists the products of the event that started the journey (Checkout Started, Order Completed).
-# A list, not a table: the CSS inliner parses the template as HTML, and tags between table rows would move.
+# A list rather than a table: it reads as well in the plain-text part as in the HTML.
 TRIGGER_PRODUCTS = """{% if trigger.properties.products %}
 <ul>
 {% for product in trigger.properties.products %}
