@@ -374,7 +374,11 @@ class JourneyAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, journey):
             raise PermissionDenied
         back = HttpResponseRedirect(reverse("admin:campaigns_journey_change", args=[pk]))
-        if command in ("activate", "resume"):
+        if command in ("activate", "resume") and journey.status == JourneyStatus.ARCHIVED:
+            # activate_journey would turn an archived journey on again; archiving is meant to be for good.
+            self.message_user(request, "An archived journey stays off; copy its steps into a new journey instead.",
+                              messages.WARNING)
+        elif command in ("activate", "resume"):
             try:
                 actions.activate_journey(journey)
             except actions.JourneyInvalid as exc:

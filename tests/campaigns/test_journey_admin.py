@@ -161,6 +161,9 @@ def test_turn_on_reports_every_problem_then_succeeds(admin_client, topic, django
     admin_client.post(f"/admin/campaigns/journey/{journey.pk}/control/archive/")
     journey.refresh_from_db()
     assert journey.status == JourneyStatus.ARCHIVED
+    admin_client.post(f"/admin/campaigns/journey/{journey.pk}/control/activate/")
+    journey.refresh_from_db()
+    assert journey.status == JourneyStatus.ARCHIVED  # archived is for good
     assert admin_client.get(f"/admin/campaigns/journey/{journey.pk}/control/pause/").status_code == 405
 
 
