@@ -50,3 +50,14 @@ def test_defaults_are_the_embedded_setup(settings):
     assert settings.CELERY_BEAT_SCHEDULER == "django_celery_beat.schedulers:DatabaseScheduler"
     for entry in settings.CELERY_BEAT_SCHEDULE.values():
         assert entry["options"]["expires"] > 0
+
+
+def test_every_scheduled_and_journey_task_is_registered_with_the_worker(settings):
+    """A worker only runs tasks its app imports: each Beat job and each journey task must be among them."""
+    from marketing.celery import app
+
+    app.loader.import_default_modules()
+    wanted = {job["task"] for job in settings.CELERY_BEAT_SCHEDULE.values()}
+    wanted |= {"campaigns.journeys.tasks.advance_journeys_task", "campaigns.journeys.tasks.handle_journey_events_task",
+               "campaigns.journeys.tasks.enroll_subscribed_task"}
+    assert wanted - set(app.tasks) == set()

@@ -31,7 +31,8 @@ MERGE_FIELDS = (
 ALWAYS_PRESENT = frozenset({"email", "order_count", "total_spent", "average_order_value"})
 # Names the content may use that come from the app, not from the profile.
 APP_NAMES = frozenset({"unsubscribe_url", "preferences_url", "segments", "recommendations", "product", "brand",
-                       "attributes", "full_name", "country_name", "lifecycle_stage", "forloop"})
+                       "attributes", "full_name", "country_name", "lifecycle_stage", "forloop",
+                       "trigger"})  # trigger: what started a journey (its event's properties), journeys only
 BESTSELLER_DAYS = 90
 RECOMMENDATION_POOL = 12
 
@@ -54,7 +55,7 @@ def empty_context() -> dict[str, Any]:
     context: dict[str, Any] = dict.fromkeys(MERGE_FIELDS, "")
     context.update({"order_count": 0, "total_spent": 0, "average_order_value": 0, "first_order_at": None,
                     "last_order_at": None, "full_name": "", "country_name": "", "attributes": {}, "segments": [],
-                    "recommendations": [], "lifecycle_stage": "", "brand": brand(),
+                    "recommendations": [], "lifecycle_stage": "", "brand": brand(), "trigger": {},
                     "unsubscribe_url": f"{settings.PREFERENCE_CENTER_BASE_URL}/unsubscribe/preview/",
                     "preferences_url": f"{settings.PREFERENCE_CENTER_BASE_URL}/preferences/preview/"})
     return context

@@ -163,6 +163,8 @@ def activate_journey(journey: Journey, *, now: dt.datetime | None = None) -> Jou
 
     now = now or timezone.now()
     journey = Journey.objects.select_for_update().get(pk=journey.pk)
+    if journey.status == JourneyStatus.ARCHIVED:
+        raise JourneyInvalid(["An archived journey stays off; make a new journey to start again."])
     problems = journey_problems(journey, activating=True)
     if problems:
         raise JourneyInvalid(problems)

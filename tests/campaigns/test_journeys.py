@@ -397,6 +397,8 @@ def test_paused_journeys_hold_people_and_archived_ones_let_them_go(topic, member
     assert state(journey, other).state == EnrollmentState.EXITED
     journey.refresh_from_db()
     assert journey.status == JourneyStatus.ARCHIVED
+    with pytest.raises(actions.JourneyInvalid):
+        actions.activate_journey(journey)
 
 
 def step(**fields) -> JourneyStep:
