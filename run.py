@@ -62,6 +62,7 @@ def start() -> int:
     say("Preparing the database")
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("seed_demo", "--subscribers", env.get("DEMO_SUBSCRIBERS", "2000"), env=env)
+    manage("demo_journeys", env=env)
     manage("recount_segments", "-v", "0", env=env)
     manage("create_demo_login", env=env)
     commands = {
