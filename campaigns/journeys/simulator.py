@@ -60,7 +60,7 @@ def simulate(journey: Journey, *, subscriber_id: int, start: dt.datetime | None 
     at = now
     while current is not None and len(lines) < MAX_LINES:
         at, text, target = _visit(journey, current, steps, person, at, subscriber_id, allowed.get(subscriber_id, 1))
-        say(at, current.key, f"{current}: {text}")
+        say(at, current.key, f"{current.label}: {text}" if current.label else text[:1].upper() + text[1:])
         current = next((s for s in steps if s.key == target), None) if target else None
     if len(lines) >= MAX_LINES:
         say(at, "", "… and so on (the journey loops).")

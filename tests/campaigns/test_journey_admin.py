@@ -280,7 +280,7 @@ def test_simulator_shows_the_timeline_and_creates_nothing(admin_client, topic, m
     assert [line.step for line in lines if line.step] == ["welcome", "later"]
     assert lines[-1].at == dt.datetime(2026, 12, 3, 10, tzinfo=dt.UTC)
     page = response.content.decode()
-    assert "Thu 03 Dec 12:00 local" in page and "waits 2 days" in page
+    assert "Thu 03 Dec 12:00 local" in page and "Waits 2 days" in page
     assert (Enrollment.objects.count(), Delivery.objects.count(), Subscriber.objects.count(),
             JourneyStepStats.objects.count(), MessageStats.objects.count()) == before
     assert admin_client.get(url, {"q": str(person.pk)}).context["person"] == person
