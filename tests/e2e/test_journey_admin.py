@@ -170,7 +170,7 @@ def test_build_turn_on_read_the_diagram_and_simulate(staff_page: Any, content: d
     expect(timeline).to_contain_text("sends “Welcome”")
     expect(timeline).to_contain_text("Tue 01 Dec 2026, 08:00 UTC")
     expect(timeline).to_contain_text("Thu 03 Dec 10:00 local")
-    expect(timeline).to_contain_text("sends “Getting started tips”")
+    expect(timeline).to_contain_text("Sends “Getting started tips”")
     expect(timeline).to_contain_text("Completes the journey.")
     assert not Enrollment.objects.filter(journey=journey).exists()
     assert not Delivery.objects.exists()
