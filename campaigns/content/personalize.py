@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -43,6 +43,7 @@ class RecipientContext:
     context: dict[str, Any]
     locale: str
     currency: str
+    headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe headers for this person
 
 
 def brand() -> dict[str, str]:
@@ -98,7 +99,7 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
         context["preferences_url"] = link.preference_url if link else ""
         language = (prefs.language if prefs else "") or row["language"] or settings.LANGUAGE_CODE
         result[pk] = RecipientContext(subscriber_id=pk, context=context, locale=language,
-                                      currency=settings.DEFAULT_CURRENCY)
+                                      currency=settings.DEFAULT_CURRENCY, headers=link.headers if link else {})
     return result
 
 

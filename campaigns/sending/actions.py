@@ -492,8 +492,6 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
     exist (erased mid-send) are left out of the answer.
     """
     from campaigns.api import tracked_html
-    from preferences.api import preference_links
-    from subscribers.models import Subscriber
 
     variant_ids = {o.variant_id for o in outgoing}
     variants = {v.pk: v for v in Variant.objects.filter(pk__in=variant_ids)}
@@ -509,8 +507,6 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
     contexts = recipient_contexts(subscriber_ids, segments=segments, recommendations=True,
                                   allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now,
                                   snapshot_since=snapshot_since)
-    addresses = dict(Subscriber.objects.filter(pk__in=subscriber_ids).values_list("pk", "email"))
-    links = preference_links(subscriber_ids=subscriber_ids)
     rendered_for = [o for o in outgoing if o.subscriber_id in contexts]
 
     def messages() -> Any:
@@ -526,7 +522,7 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
                                           tracked_html(rendered.html, delivery_id=item.delivery_id), rendered.text)
             variant = variants[item.variant_id]
             yield build_message(campaign, rendered, delivery_id=item.delivery_id,
-                                to=addresses[item.subscriber_id], headers=links[item.subscriber_id].headers,
+                                to=recipient.context["email"], headers=recipient.headers,
                                 from_name=variant.from_name or campaign.from_name, tags=tags)
 
     return list(zip(rendered_for, sender.send_all(messages()), strict=True))
