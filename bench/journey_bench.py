@@ -306,14 +306,22 @@ def main() -> int:
     parser.add_argument("--beat-seconds", type=float, default=60, help="tick interval in the steady scenario")
     parser.add_argument("--burst-beat-seconds", type=float, default=60, help="tick interval in burst and engine")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per scenario before giving up")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes per worker (celery --concurrency): 2 lets a worker claim its next batch "
+                             "while the last one waits on the ESP")
+    parser.add_argument("--backend", choices=("anymail", "batch"), default="anymail",
+                        help="anymail: Anymail's Postmark backend, one API call per message; batch: "
+                             "campaigns.sending.postmark, up to 500 messages per email/batch call")
     args = parser.parse_args()
+    backend = {"anymail": "anymail.backends.postmark.EmailBackend",
+               "batch": "campaigns.sending.postmark.EmailBackend"}[args.backend]
 
     ensure_database(args.database_url)
     port = free_port()
     esp_url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-" * 8, "ALLOWED_HOSTS": "localhost",
            "DATABASE_URL": args.database_url, "CELERY_BROKER_URL": BROKER, "REDIS_URL": CACHE,
-           "DJANGO_SETTINGS_MODULE": "marketing.settings", "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+           "DJANGO_SETTINGS_MODULE": "marketing.settings", "EMAIL_BACKEND": backend,
            "ANYMAIL": json.dumps({"POSTMARK_SERVER_TOKEN": "bench", "POSTMARK_API_URL": esp_url}),
            "QUIET_HOURS": "", "MARKETING_WEEKLY_CAP": "0", "SEND_CONCURRENCY": str(args.concurrency),
            "CELERY_VISIBILITY_TIMEOUT": "120", "PYTHONUNBUFFERED": "1", "SECURE_SSL_REDIRECT": "0"}
@@ -339,12 +347,13 @@ def main() -> int:
     print(f"database: {everyone:,} subscribers; {len(people):,} bench people (prepared in "
           f"{time.perf_counter() - started:.1f} s); JOURNEY_BATCH_SIZE={settings.JOURNEY_BATCH_SIZE}, "
           f"JOURNEY_PARALLEL={settings.JOURNEY_PARALLEL}, JOURNEY_TICK_SECONDS={settings.JOURNEY_TICK_SECONDS}, "
-          f"SEND_CONCURRENCY={settings.SEND_CONCURRENCY}, ESP latency {args.latency * 1000:.0f} ms", flush=True)
+          f"SEND_CONCURRENCY={settings.SEND_CONCURRENCY}, ESP latency {args.latency * 1000:.0f} ms, "
+          f"backend {backend}", flush=True)
 
     esp = subprocess.Popen([sys.executable, "tests/mock_esp.py", str(port), str(args.latency)], cwd=ROOT,
                            stdout=subprocess.DEVNULL)
     # -I: the journey tasks are imported explicitly, whether or not campaigns/tasks.py registers them.
-    worker_cmd = [sys.executable, "-m", "celery", "-A", "marketing", "worker", "--concurrency", "1",
+    worker_cmd = [sys.executable, "-m", "celery", "-A", "marketing", "worker", "--concurrency", str(args.processes),
                   "-I", "campaigns.journeys.tasks", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
                   "--without-heartbeat"]
     workers = {n: subprocess.Popen([*worker_cmd, "-n", f"jbench{n}@%h"], cwd=ROOT, env=env)
