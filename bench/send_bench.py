@@ -4,6 +4,7 @@
     cd /work/main
     .venv/bin/python bench/send_bench.py --database-url postgres://postgres@127.0.0.1:5432/marketing_segbench
     .venv/bin/python bench/send_bench.py ... --kill --segment-percent 20     # crash one worker mid-send
+    .venv/bin/python bench/send_bench.py ... --batch     # Postmark's batch API: 500 messages per call
 
 The database must hold demo data (``seed_demo --subscribers 1000000``). The
 script:
@@ -18,9 +19,13 @@ script:
 3. starts a mock Postmark API (``tests/mock_esp.py``) answering each call after
    ``--latency`` seconds and counting what it accepts per delivery id, and
    ``--workers`` Celery workers (one process each, ``SEND_CONCURRENCY`` ESP
-   calls in flight) on Redis with Anymail's real Postmark backend;
+   calls in flight) on Redis with Anymail's real Postmark backend, or with
+   ``--batch`` our subclass of it, ``campaigns.sending.postmark`` (the same
+   payloads, up to 500 per ``email/batch`` call);
 4. schedules the campaign and, acting as Beat, runs the dispatch and the
    crash recovery every few seconds until every recipient is done;
+   the load average (other jobs on the machine) is printed at the start
+   and the end;
 5. with ``--kill``: when about 40% is sent, kills one worker with SIGKILL
    (parent and pool), starts it again, and checks afterwards that the ESP got
    exactly one message per eligible recipient;
@@ -77,6 +82,15 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> list[int]:
@@ -178,14 +192,17 @@ def main() -> int:
     parser.add_argument("--kill", action="store_true", help="kill -9 one worker at ~40%% and restart it")
     parser.add_argument("--beat-seconds", type=float, default=5, help="how often the bench runs dispatch/recovery")
     parser.add_argument("--reconcile-seconds", type=int, default=20)
+    parser.add_argument("--batch", action="store_true",
+                        help="send with campaigns.sending.postmark (Postmark's email/batch, 500 messages per call)")
     args = parser.parse_args()
+    backend = "campaigns.sending.postmark.EmailBackend" if args.batch else "anymail.backends.postmark.EmailBackend"
 
     ensure_database(args.database_url)
     port = free_port()
     esp_url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "DEBUG": "0", "SECRET_KEY": "bench-" * 8, "ALLOWED_HOSTS": "localhost",
            "DATABASE_URL": args.database_url, "CELERY_BROKER_URL": BROKER, "REDIS_URL": "redis://127.0.0.1:6379/6",
-           "DJANGO_SETTINGS_MODULE": "marketing.settings", "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+           "DJANGO_SETTINGS_MODULE": "marketing.settings", "EMAIL_BACKEND": backend,
            "ANYMAIL": json.dumps({"POSTMARK_SERVER_TOKEN": "bench", "POSTMARK_API_URL": esp_url}),
            "QUIET_HOURS": "", "MARKETING_WEEKLY_CAP": "0", "SEND_CONCURRENCY": str(args.concurrency),
            "SEND_CHUNK_SIZE": str(args.chunk), "SEND_RECONCILE_SECONDS": str(args.reconcile_seconds),
@@ -209,7 +226,7 @@ def main() -> int:
     started = time.perf_counter()
     campaign_id, audience = prepare(args.segment_percent)
     print(f"database: {people:,} subscribers; segment {audience:,} people (prepared in "
-          f"{time.perf_counter() - started:.1f} s)")
+          f"{time.perf_counter() - started:.1f} s); backend {backend}, chunk {args.chunk}")
     renders = render_speed(campaign_id)
     print(f"rendering: {renders['personalized']:,.0f} renders/s per core personalized, {renders['static']:,.0f} "
           f"without personalization (ratio {renders['ratio']:.2f}×); template {renders['template_bytes']:,} B, "
@@ -222,6 +239,7 @@ def main() -> int:
     workers = {n: subprocess.Popen([*worker_cmd, "-n", f"bench{n}@%h"], cwd=ROOT, env=env) for n in
                range(1, args.workers + 1)}
     peak: dict[int, float] = dict.fromkeys(workers, 0.0)
+    cpu: dict[int, float] = {}  # worker process id -> CPU seconds used, as last seen
     killed = False
     try:
         time.sleep(4)
@@ -241,6 +259,8 @@ def main() -> int:
 
         vacuum()
         last_vacuum = time.perf_counter()
+        load_start = os.getloadavg()
+        print("load average at the start: " + " ".join(f"{n:.2f}" for n in load_start), flush=True)
         t0 = time.monotonic()  # the same clock as the mock ESP's (CLOCK_MONOTONIC, machine-wide)
         actions.schedule_campaign(campaign)  # queues the dispatch task for a worker
         last_beat = time.perf_counter()
@@ -249,6 +269,7 @@ def main() -> int:
             for n, proc in workers.items():
                 for pid in (proc.pid, *children(proc.pid)):
                     peak[n] = max(peak[n], rss_mb(pid))
+                    cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid))
             counts = dict(Recipient.objects.filter(campaign_id=campaign_id).values_list("status")
                           .annotate(n=django.db.models.Count("pk")).values_list("status", "n"))
             open_ = sum(counts.get(s, 0) for s in ("pending", "queued", "sending"))
@@ -276,6 +297,10 @@ def main() -> int:
                 vacuum()
                 last_vacuum = time.perf_counter()
         final = stats(esp_url)
+        load_end = os.getloadavg()
+        for proc in workers.values():
+            for pid in (proc.pid, *children(proc.pid)):
+                cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid))
     finally:
         for proc in workers.values():
             proc.send_signal(signal.SIGTERM)
@@ -298,14 +323,23 @@ def main() -> int:
     print(f"renders/s per core: {renders['personalized']:,.0f}  "
           f"{'PASS' if renders['personalized'] >= GOAL_RENDERS else 'MISS'} (goal ≥ {GOAL_RENDERS:,})")
     print("peak RSS per worker (MB): " + ", ".join(f"worker {n}: {mb:.0f}" for n, mb in peak.items()))
+    worker_cpu = sum(cpu.values())
+    print(f"worker CPU: {worker_cpu:.1f} s in all, {worker_cpu / max(1, sum(counts.values())) * 1000:.2f} ms per "
+          f"recipient processed (includes the policy gate, rendering and recording)")
+    print(f"ESP calls: {final['calls']:,} ({final['batch_calls']:,} batch calls), {final['received']:,} messages "
+          f"received; load average start {' '.join(f'{n:.2f}' for n in load_start)}, end "
+          f"{' '.join(f'{n:.2f}' for n in load_end)}")
     exact = final["unique"] == eligible and final["duplicates"] == 0
     print(f"delivered (unique at the ESP) {final['unique']:,} vs eligible {eligible:,}; duplicates "
           f"{final['duplicates']}  {'PASS' if exact else 'MISS'}" + (" (after kill -9)" if killed else ""))
     OUT.mkdir(parents=True, exist_ok=True)
-    result = {"people": people, "audience": audience, "counts": counts, "end_to_end_s": round(end_to_end, 2),
+    result = {"backend": backend, "chunk": args.chunk, "load_start": load_start, "load_end": load_end,
+              "people": people, "audience": audience, "counts": counts, "end_to_end_s": round(end_to_end, 2),
               "recipients_per_s": round(rate), "renders": renders, "peak_rss_mb": peak,
+              "worker_cpu_s": round(sum(cpu.values()), 1),
               "esp": final, "killed": killed, "exact": exact}
-    (OUT / f"send_bench{'-kill' if killed else ''}.json").write_text(json.dumps(result, indent=2, default=str))
+    name = f"send_bench{'-batch' if args.batch else ''}{'-kill' if killed else ''}.json"
+    (OUT / name).write_text(json.dumps(result, indent=2, default=str))
     print(json.dumps(result, default=str))
     return 0
 
