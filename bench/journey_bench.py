@@ -22,11 +22,11 @@ subscribed; the burst needs ``--burst`` subscribed people). The script:
 
    * **burst**: ``--burst`` enrollments all due at T0 at the send step; at T0 the bench queues two
      ``run_journeys_task`` at once (two scheduler ticks racing; each queues ``JOURNEY_PARALLEL``
-     advancing tasks) and then one more every ``--burst-beat-seconds`` (Beat: 60 s) until everyone has
+     advancing tasks) and then one more every ``--burst-beat-seconds`` (Beat: 10 s) until everyone has
      left the send step;
    * **engine**: the same with the Bench engine journey (nothing is sent);
    * **steady**: ``--steady`` enrollments due evenly over one minute from T0, ticks every
-     ``--beat-seconds`` (60 s as the real Beat schedule, or faster);
+     ``--beat-seconds`` (10 s as the real Beat schedule, or slower);
 
 4. prints per scenario the time to advance all (T0 → the last person recorded as past the step),
    the lag from each person's due time to their email's outcome being recorded (p50/p95/p99/max;
@@ -303,8 +303,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="ESP calls in flight per worker")
     parser.add_argument("--batch-size", type=int, default=None, help="JOURNEY_BATCH_SIZE (default: the setting)")
     parser.add_argument("--parallel", type=int, default=None, help="JOURNEY_PARALLEL (default: the setting)")
-    parser.add_argument("--beat-seconds", type=float, default=60, help="tick interval in the steady scenario")
-    parser.add_argument("--burst-beat-seconds", type=float, default=60, help="tick interval in burst and engine")
+    parser.add_argument("--beat-seconds", type=float, default=10,
+                        help="tick interval in the steady scenario (Beat's run-journeys schedule: 10 s)")
+    parser.add_argument("--burst-beat-seconds", type=float, default=10, help="tick interval in burst and engine")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per scenario before giving up")
     parser.add_argument("--processes", type=int, default=1,
                         help="processes per worker (celery --concurrency): 2 lets a worker claim its next batch "

@@ -15,7 +15,8 @@ def run_journeys_task() -> None:
     """Each scheduler tick: enroll for segment, date and inactivity triggers, then start advancing tasks."""
     actions.run_triggers()
     for _ in range(max(1, settings.JOURNEY_PARALLEL)):
-        advance_journeys_task.delay()
+        # Ticks come every 10 seconds: one that waited this long behind busy workers is no longer needed.
+        advance_journeys_task.apply_async(expires=60)
 
 
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)

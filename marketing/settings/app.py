@@ -102,6 +102,9 @@ OWN_TRACKING = env_bool("OWN_TRACKING", True)
 # keeps taking batches before it stops (the next tick continues).
 JOURNEY_BATCH_SIZE = env_int("JOURNEY_BATCH_SIZE", 500)
 JOURNEY_TICK_SECONDS = env_int("JOURNEY_TICK_SECONDS", 50)
+# An advancing task with nothing due waits this long for the next person instead of stopping (steady streams of
+# waits ending are then advanced within a second, not at the next tick).
+JOURNEY_POLL_SECONDS = env_int("JOURNEY_POLL_SECONDS", 2)
 # Advancing tasks each tick queues; they share the due people safely, so this is how many workers join in.
 JOURNEY_PARALLEL = env_int("JOURNEY_PARALLEL", 2)
 # How often date (birthday) and inactivity triggers look for people, in seconds.
