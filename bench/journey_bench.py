@@ -45,15 +45,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ensure_database, migrate
+from common import children, ensure_database, esp_stats, free_port, migrate, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -80,32 +78,12 @@ PRODUCTS = {"event": "Checkout Started", "properties": {"products": [
     {"name": "Trail boots", "price": "89.00"}, {"name": "Wool socks", "price": "12.50"}]}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
-def esp_stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}stats", timeout=10) as response:  # noqa: S310 - the local mock
-        return json.loads(response.read())
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -43,15 +43,13 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ensure_database, migrate
+from common import children, ensure_database, esp_stats, free_port, migrate, rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -68,20 +66,8 @@ TOPIC_SLUG = "bench-news"
 TEMPLATE = (Path(__file__).resolve().parent / "send_bench_template.html").read_text()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,16 +79,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
-def stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}stats", timeout=10) as response:  # noqa: S310 - the local mock
-        return json.loads(response.read())
 
 
 def prepare(percent: int) -> tuple[int, int]:
@@ -243,7 +221,7 @@ def main() -> int:
     killed = False
     try:
         time.sleep(4)
-        stats(esp_url)
+        esp_stats(esp_url)
         campaign = Campaign.objects.get(pk=campaign_id)
         # Each recipient row is updated three times (queued, handed to the ESP, sent). This machine's
         # PostgreSQL runs with autovacuum off, so the bench vacuums the sending tables every minute, as
@@ -276,7 +254,7 @@ def main() -> int:
             done = sum(counts.values()) - open_
             campaign.refresh_from_db()
             elapsed = time.monotonic() - t0
-            esp_now = stats(esp_url)
+            esp_now = esp_stats(esp_url)
             print(f"  {elapsed:6.1f} s  {campaign.status:<9} recipients {sum(counts.values()):>8,}  "
                   f"done {done:>8,}  ESP accepted {esp_now['accepted']:>8,}  {counts}", flush=True)
             if args.kill and not killed and esp_now["accepted"] >= 0.4 * audience:
@@ -296,7 +274,7 @@ def main() -> int:
             if autovacuum_off and time.perf_counter() - last_vacuum >= 60:
                 vacuum()
                 last_vacuum = time.perf_counter()
-        final = stats(esp_url)
+        final = esp_stats(esp_url)
         load_end = os.getloadavg()
         for proc in workers.values():
             for pid in (proc.pid, *children(proc.pid)):
