@@ -1,4 +1,4 @@
-"""Factories for deliveries, and webhook settings shared by the campaigns tests."""
+"""Factories for deliveries, a frozen clock, and webhook settings shared by the campaigns tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,34 @@ from campaigns.models import Delivery
 WEBHOOK_SECRET = "esp-user:s3cret-pass"
 MAILGUN_SIGNING_KEY = "mailgun-webhook-signing-key"
 SENT_AT = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+NOON = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+# The frozen time; tests and their helpers move it by setting CLOCK["now"].
+CLOCK = {"now": NOON}
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Freeze django.utils.timezone.now (what tasks and actions read) at CLOCK["now"], noon on 1 December first."""
+    CLOCK["now"] = NOON
+    monkeypatch.setattr("django.utils.timezone.now", lambda: CLOCK["now"])
+    return CLOCK
+
+
+@pytest.fixture
+def audience_member(make_subscriber, topic):
+    """Make a subscribed person (Riga time) with marketing consent and the topic (``in_topic=False``: opted out)."""
+    from preferences.models import TopicSubscription
+    from subscribers.models import ConsentRecord
+
+    def make(**overrides):
+        in_topic = overrides.pop("in_topic", True)
+        person = make_subscriber(timezone=overrides.pop("timezone", "Europe/Riga"), **overrides)
+        ConsentRecord.objects.create(subscriber=person, purpose="email_marketing", granted=True, method="form",
+                                     occurred_at=NOON - dt.timedelta(days=10), notice_version="v1")
+        TopicSubscription.objects.create(subscriber=person, topic=topic, subscribed=in_topic)
+        return person
+
+    return make
 
 
 def basic_auth(credentials: str = WEBHOOK_SECRET) -> dict[str, str]:

@@ -25,10 +25,10 @@ from campaigns.models import Delivery, DeliveryStatus
 from preferences.models import TopicSubscription
 from subscribers.actions import TrackedEvent, announce_events
 from subscribers.models import ConsentRecord, Event, Subscriber
+from tests.campaigns.conftest import CLOCK as _CLOCK
 
 NOON = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 FOOTER = '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> <a href="{{ preferences_url }}">Preferences</a></p>'
-_CLOCK = {"now": NOON}
 
 
 @pytest.fixture(autouse=True)
@@ -39,22 +39,8 @@ def daytime(settings):
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    _CLOCK["now"] = NOON
-    monkeypatch.setattr("django.utils.timezone.now", lambda: _CLOCK["now"])
-    return _CLOCK
-
-
-@pytest.fixture
-def member(make_subscriber, topic):
-    def make(**overrides):
-        person = make_subscriber(timezone=overrides.pop("timezone", "Europe/Riga"), **overrides)
-        ConsentRecord.objects.create(subscriber=person, purpose="email_marketing", granted=True, method="form",
-                                     occurred_at=NOON - dt.timedelta(days=10), notice_version="v1")
-        TopicSubscription.objects.create(subscriber=person, topic=topic, subscribed=True)
-        return person
-
-    return make
+def member(audience_member):
+    return audience_member
 
 
 def email(name: str, subject: str = "", html: str = "") -> Campaign:

@@ -25,13 +25,13 @@ from campaigns.tracking import EventKind, TrackingEvent
 from preferences.models import TopicSubscription
 from subscribers.actions import ingest_tracking_calls
 from subscribers.models import ConsentRecord, Subscriber
+from tests.campaigns.conftest import CLOCK as _CLOCK
 
 NOON = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)  # a Tuesday; 14:00 in Riga
 LONG_AGO = NOON - dt.timedelta(days=400)
 KEYS = {"welcome", "abandoned_cart", "post_purchase", "reengagement_sunset", "birthday", "win_back"}
 NEEDS_TOPIC = "Choose the topic the journey's emails belong to (what people subscribed to)."
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0"
-_CLOCK = {"now": NOON}
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +43,6 @@ def sending(settings):
     settings.BRAND_WEBSITE_URL = "https://shop.example.com"
     cache.clear()  # bestsellers are cached for ten minutes
 
-
-@pytest.fixture
-def clock(monkeypatch):
-    _CLOCK["now"] = NOON
-    monkeypatch.setattr("django.utils.timezone.now", lambda: _CLOCK["now"])
-    return _CLOCK
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from campaigns.segments.models import Segment
 from campaigns.sending import actions, results
 from campaigns.sending.models import Recipient, RecipientStatus
 from preferences import actions as preference_actions
-from preferences.models import TopicSubscription
 from subscribers.actions import ConsentEvidence
-from subscribers.models import ConsentMethod, ConsentRecord, Subscriber
+from subscribers.models import ConsentMethod, Subscriber
+from tests.campaigns.conftest import CLOCK as _CLOCK
 
 NOON = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 FOOTER = '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> <a href="{{ preferences_url }}">Preferences</a></p>'
@@ -30,28 +30,7 @@ def daytime(settings):
     settings.SEND_CHUNK_SIZE = 3
 
 
-@pytest.fixture
-def audience_member(make_subscriber, topic):
-    def make(**overrides):
-        in_topic = overrides.pop("in_topic", True)
-        person = make_subscriber(timezone=overrides.pop("timezone", "Europe/Riga"), **overrides)
-        ConsentRecord.objects.create(subscriber=person, purpose="email_marketing", granted=True, method="form",
-                                     occurred_at=NOON - dt.timedelta(days=10), notice_version="v1")
-        TopicSubscription.objects.create(subscriber=person, topic=topic, subscribed=in_topic)
-        return person
 
-    return make
-
-
-_CLOCK = {"now": NOON}
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Freeze django.utils.timezone.now (what tasks and actions read) at the time ``run`` sets."""
-    _CLOCK["now"] = NOON
-    monkeypatch.setattr("django.utils.timezone.now", lambda: _CLOCK["now"])
-    return _CLOCK
 
 
 @pytest.fixture
