@@ -32,7 +32,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -289,11 +289,19 @@ def matches(properties: dict[str, Any], filters: dict[str, Any]) -> bool:
     return all(str(properties.get(key)) == str(value) for key, value in (filters or {}).items())
 
 
-def _event_filter(name: str, filters: dict[str, Any]) -> Q:
+def latest_events(name: str, filters: dict[str, Any], people: set[int], *,
+                  since: dt.datetime) -> dict[int, dt.datetime]:
+    """Return, per person, when they last did the event (matching the property filters) since ``since``."""
+    from subscribers.models import Event
+
     condition = Q(name=name)
     for key, value in (filters or {}).items():
         condition &= Q(**{f"properties__{key}": value})
-    return condition
+    latest: dict[int, dt.datetime] = {}
+    for pk, at in Event.objects.filter(condition, subscriber_id__in=people, occurred_at__gte=since) \
+            .values_list("subscriber_id", "occurred_at"):
+        latest[pk] = max(at, latest.get(pk, at))
+    return latest
 
 
 def handle_events(events: list[dict[str, Any]], *, now: dt.datetime | None = None) -> dict[str, int]:
@@ -467,12 +475,10 @@ class AdvanceResult:
     failed: int = 0
     finished: int = 0
     batches: int = 0
-    lags: list[float] = field(default_factory=list)
 
     def add(self, other: AdvanceResult) -> None:
         for name in ("claimed", "moved", "sent", "deferred", "skipped", "failed", "finished", "batches"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.lags += other.lags
 
 
 def _skip_locked() -> dict[str, Any]:
@@ -550,7 +556,6 @@ class _Send:
     step_key: str
     email_id: int
     outgoing: sending_actions.Outgoing
-    due_at: dt.datetime | None
 
 
 class _Runner:
@@ -564,6 +569,7 @@ class _Runner:
         self.stats: Counter[tuple[str, str]] = Counter()
         self.to_send: list[tuple[Enrollment, JourneyStep]] = []
         self.people: dict[int, dict[str, Any]] = {}
+        self.goal_checked: set[int] = set()
 
     # Bookkeeping.
 
@@ -651,20 +657,18 @@ class _Runner:
 
     def check_goal(self, enrollments: list[Enrollment]) -> list[Enrollment]:
         """Take out people who reached the goal or can no longer get marketing mail."""
-        from subscribers.models import BLOCKED_STATUSES, Event
+        from subscribers.models import BLOCKED_STATUSES
 
         gone = {pk for pk, p in self.people.items() if p["status"] in BLOCKED_STATUSES}
         reached: set[int] = set()
-        if self.journey.exit_event and enrollments:
-            starts = {e.pk: started_at(e) for e in enrollments}
-            since = min(starts.values())
-            rows = Event.objects.filter(_event_filter(self.journey.exit_event, self.journey.exit_filters),
-                                        subscriber_id__in={e.subscriber_id for e in enrollments},
-                                        occurred_at__gte=since).values_list("subscriber_id", "occurred_at")
-            latest: dict[int, dt.datetime] = {}
-            for pk, at in rows:
-                latest[pk] = max(at, latest.get(pk, at))
-            reached = {e.pk for e in enrollments
+        # Within one batch the clock stands still: a person checked once need not be asked again at their next hop.
+        unchecked = [e for e in enrollments if e.pk not in self.goal_checked]
+        self.goal_checked.update(e.pk for e in unchecked)
+        if self.journey.exit_event and unchecked:
+            starts = {e.pk: started_at(e) for e in unchecked}
+            latest = latest_events(self.journey.exit_event, self.journey.exit_filters,
+                                   {e.subscriber_id for e in unchecked}, since=min(starts.values()))
+            reached = {e.pk for e in unchecked
                        if e.subscriber_id in latest and latest[e.subscriber_id] >= starts[e.pk]}
         staying = []
         for enrollment in enrollments:
@@ -705,15 +709,8 @@ class _Runner:
     do_wait_until = do_wait
 
     def do_wait_event(self, step: JourneyStep, group: list[Enrollment]) -> list[Enrollment]:
-        from subscribers.models import Event
-
-        since = min(e.step_entered_at for e in group)
-        rows = Event.objects.filter(_event_filter(step.event_name, step.event_filters),
-                                    subscriber_id__in={e.subscriber_id for e in group},
-                                    occurred_at__gte=since).values_list("subscriber_id", "occurred_at")
-        latest: dict[int, dt.datetime] = {}
-        for pk, at in rows:
-            latest[pk] = max(at, latest.get(pk, at))
+        latest = latest_events(step.event_name, step.event_filters, {e.subscriber_id for e in group},
+                               since=min(e.step_entered_at for e in group))
         again = []
         timeout = dt.timedelta(seconds=(step.wait_amount or 0) * UNIT_SECONDS[step.wait_unit])
         for enrollment in group:
@@ -835,19 +832,10 @@ class _Runner:
         enrollment.next_run_at = self.now + dt.timedelta(seconds=settings.SEND_RECONCILE_SECONDS)
         extra = {"trigger": enrollment.trigger_data or {}}
         return _Send(enrollment.pk, self.journey.pk, step.key, step.email_id,
-                     sending_actions.Outgoing(enrollment.subscriber_id, variants[step.email_id], delivery_id, extra),
-                     enrollment.due_at)
+                     sending_actions.Outgoing(enrollment.subscriber_id, variants[step.email_id], delivery_id, extra))
 
     def why(self, enrollments: list[Enrollment]) -> dict[int, dict[str, Any]]:
-        from subscribers.models import ConsentRecord
-
-        ids = [e.subscriber_id for e in enrollments]
-        consents: dict[int, dict[str, str]] = {}
-        for pk, at, method, notice in (ConsentRecord.objects.filter(subscriber_id__in=ids,
-                                                                    purpose="email_marketing", granted=True)
-                                       .order_by("subscriber_id", "occurred_at")
-                                       .values_list("subscriber_id", "occurred_at", "method", "notice_version")):
-            consents[pk] = {"granted_at": at.isoformat(), "method": method, "notice": notice}
+        consents = sending_actions.consent_grants([e.subscriber_id for e in enrollments])
         journey = self.journey
         return {e.pk: {"journey": journey.name, "journey_id": journey.pk, "step": e.step_key, "entry": e.entry,
                        "topic": journey.topic.name if journey.topic else "", "reason": trigger_reason(journey, e),
@@ -970,12 +958,11 @@ def _send_and_record(journeys: dict[int, Journey], sends: list[_Send], *, now: d
                      result: AdvanceResult) -> None:
     from campaigns.content.models import Campaign
 
-    by_email: dict[int, list[_Send]] = defaultdict(list)
+    groups: dict[tuple[int, int], list[_Send]] = defaultdict(list)
     for item in sends:
-        by_email[item.email_id].append(item)
-    emails = Campaign.objects.in_bulk(list(by_email))
-    for email_id, items in by_email.items():
-        journey_id = items[0].journey_id
+        groups[(item.journey_id, item.email_id)].append(item)
+    emails = Campaign.objects.in_bulk({email_id for _, email_id in groups})
+    for (journey_id, email_id), items in groups.items():
         answers = sending_actions.deliver(emails[email_id], [i.outgoing for i in items], now=now,
                                           tags=[f"journey-{journey_id}"])
         by_delivery = {i.outgoing.delivery_id: i for i in items}
@@ -1018,8 +1005,6 @@ def _record(journeys: dict[int, Journey], outcomes: list[tuple[_Send, sender.Out
                     runner.stats[(step.key, "sent" if sent else "skipped")] += 1
                     result.sent += sent
                     result.failed += not sent
-                    if sent and item.due_at:
-                        result.lags.append((done - item.due_at).total_seconds())
                     runner.move(enrollment, runner.edge(step, 0), "sent" if sent else f"failed: {outcome.detail}")
             runner.save(group)
 

@@ -365,20 +365,27 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
     return result
 
 
-def _why(campaign: Campaign, subscriber_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
-    """Say why each person gets the campaign: the campaign, the audience segment they are in, topic, consent."""
-    from campaigns.content.personalize import segment_memberships
+def consent_grants(subscriber_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Return each person's latest email-marketing grant (when, how, which notice), for a delivery's “why”."""
     from subscribers.models import ConsentRecord
 
-    included = list(campaign.audience.filter(exclude=False).values_list("segment__name", flat=True))
-    segments = segment_memberships(subscriber_ids, names=included, now=now) if len(included) > 1 else {
-        pk: set(included) for pk in subscriber_ids}
     consents: dict[int, dict[str, str]] = {}
     for pk, at, method, notice in (ConsentRecord.objects.filter(subscriber_id__in=subscriber_ids,
                                                                 purpose="email_marketing", granted=True)
                                    .order_by("subscriber_id", "occurred_at")
                                    .values_list("subscriber_id", "occurred_at", "method", "notice_version")):
         consents[pk] = {"granted_at": at.isoformat(), "method": method, "notice": notice}
+    return consents
+
+
+def _why(campaign: Campaign, subscriber_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
+    """Say why each person gets the campaign: the campaign, the audience segment they are in, topic, consent."""
+    from campaigns.content.personalize import segment_memberships
+
+    included = list(campaign.audience.filter(exclude=False).values_list("segment__name", flat=True))
+    segments = segment_memberships(subscriber_ids, names=included, now=now) if len(included) > 1 else {
+        pk: set(included) for pk in subscriber_ids}
+    consents = consent_grants(subscriber_ids)
     return {pk: {"campaign": campaign.name, "campaign_id": campaign.pk,
                  "segment": ", ".join(sorted(segments.get(pk, ()))),
                  "topic": campaign.topic.name if campaign.topic else "", "consent": consents.get(pk, {})}
