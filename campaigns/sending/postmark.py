@@ -38,19 +38,76 @@ several messages at once:
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
+from anymail.backends.postmark import PostmarkPayload
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
-from anymail.message import AnymailStatus
+from anymail.message import AnymailRecipientStatus, AnymailStatus
+from anymail.utils import CaseInsensitiveCasePreservingDict, EmailAddress, parse_address_list
 from requests.structures import CaseInsensitiveDict
 
 # (message, Anymail's payload for it, the JSON body Anymail would post to /email)
 Ready = tuple[Any, Any, str]
+
+
+# A bare address whose local part is a dot-atom (RFC 5322) and whose domain is plain ASCII labels: what
+# Python's header parser makes of it is exactly its two halves, so it needs no parsing.
+_BARE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                           r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(addresses: tuple[str, ...], field: str | None) -> tuple[EmailAddress, ...]:
+    return tuple(parse_address_list(list(addresses), field=field))
+
+
+def parse_addresses(value: Any, field: str | None = None) -> list[EmailAddress]:
+    """Anymail's ``parse_address_list``, without parsing what a campaign repeats or what needs none.
+
+    Python's e-mail header parser is most of the cost of building a
+    payload. A bare ``local@domain`` address (each recipient's To) is split
+    instead of parsed, and other plain strings (the From with its name, the
+    reply-to: the same for every message of a send) are parsed once and
+    kept. Anything else (lazy strings, ``None``) goes to Anymail as it is.
+    The result is the same list of ``EmailAddress`` values either way.
+    """
+    if type(value) is str:
+        value = [value]
+    if type(value) not in (list, tuple) or not all(type(v) is str for v in value):
+        return parse_address_list(value, field=field)
+    if len(value) == 1 and _BARE_ADDRESS.fullmatch(value[0]):
+        username, domain = value[0].rsplit("@", 1)
+        return [EmailAddress(username=username, domain=domain)]
+    return list(_parsed(tuple(value), field))
+
+
+class BatchPayload(PostmarkPayload):
+    """Anymail's Postmark payload, its addresses read through ``parse_addresses``."""
+
+    base_message_attrs = tuple((attr, combiner, f"parse_{attr}" if converter is parse_address_list else converter)
+                               for attr, combiner, converter in PostmarkPayload.base_message_attrs)
+
+    def parse_from_email(self, value: Any) -> list[EmailAddress]:
+        return parse_addresses(value, "from_email")
+
+    def parse_to(self, value: Any) -> list[EmailAddress]:
+        return parse_addresses(value, "to")
+
+    def parse_cc(self, value: Any) -> list[EmailAddress]:
+        return parse_addresses(value, "cc")
+
+    def parse_bcc(self, value: Any) -> list[EmailAddress]:
+        return parse_addresses(value, "bcc")
+
+    def parse_reply_to(self, value: Any) -> list[EmailAddress]:
+        return parse_addresses(value, "reply_to")
 
 
 class EmailBackend(PostmarkBackend):
@@ -108,7 +165,7 @@ class EmailBackend(PostmarkBackend):
                 break
             for (message, payload, _), answer in zip(group, answers, strict=True):
                 try:
-                    self._finish(message, payload, _answer_as_response(response, answer))
+                    self._finish(message, payload, _answer_as_response(response, answer), answer)
                 except Exception as error:  # noqa: BLE001 - the others were sent; raising would resend them
                     message.anymail_error = error
                 else:
@@ -152,13 +209,40 @@ class EmailBackend(PostmarkBackend):
                 backend=self)
         return response, answers
 
-    def _finish(self, message: Any, payload: Any, response: requests.Response) -> None:
+    def build_message_payload(self, message: Any, defaults: dict[str, Any]) -> BatchPayload:
+        return BatchPayload(message, defaults, self)
+
+    def _finish(self, message: Any, payload: Any, response: requests.Response, answer: Any = None) -> None:
         """Set the message's status from its answer, as Anymail's ``_send`` does after its call."""
         message.anymail_status.esp_response = response
-        recipient_status = self.parse_recipient_status(response, payload, message)
+        recipient_status = _plainly_sent(payload, answer) if answer is not None else None
+        if recipient_status is None:
+            recipient_status = self.parse_recipient_status(response, payload, message)
         message.anymail_status.set_recipient_status(recipient_status)
         self.run_post_send(message)  # the signal before raising for refused recipients, as Anymail does
         self.raise_for_recipient_status(message.anymail_status, response, payload, message)
+
+
+def _plainly_sent(payload: Any, answer: Any) -> CaseInsensitiveCasePreservingDict | None:
+    """Return what Anymail's ``parse_recipient_status`` makes of the usual answer, or None for any other.
+
+    The usual answer: no error code, a message id, no word of inactive
+    addresses or a delay, for a message to one bare address and no one else.
+    Anymail would parse that address back out of the answer; it is the one
+    the message was sent to, so its status is simply "sent" under the id.
+    Everything else takes Anymail's own path.
+    """
+    if type(answer) is not dict or answer.get("ErrorCode", 0) != 0 or "PercentageCompleted" in answer:
+        return None
+    text, message_id, to = answer.get("Message"), answer.get("MessageID"), answer.get("To")
+    if type(text) is not str or message_id is None or type(to) is not str or "delayed" in text or "inactive" in text:
+        return None
+    if payload.cc_and_bcc_emails or len(payload.to_emails) != 1 or not _BARE_ADDRESS.fullmatch(to):
+        return None
+    addr_spec = payload.to_emails[0].addr_spec
+    if addr_spec.lower() != to.lower():
+        return None
+    return CaseInsensitiveCasePreservingDict({addr_spec: AnymailRecipientStatus(message_id=message_id, status="sent")})
 
 
 def _answer_as_response(batch: requests.Response, answer: Any) -> requests.Response:

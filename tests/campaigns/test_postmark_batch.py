@@ -216,3 +216,58 @@ def test_a_campaign_chunk_goes_out_in_one_batch_call(esp, topic, make_subscriber
     assert sent.exclude(esp_message_id="").count() == 6
     assert Delivery.objects.get(subscriber=people[-1]).status == DeliveryStatus.REJECTED
     assert Recipient.objects.get(subscriber=people[-1]).status == RecipientStatus.FAILED
+
+
+ADDRESSES = ["reader@example.com", "First.Last+tag@Mail.Example.co.uk", "o'brien@example.ie", "Shop <shop@example.com>",
+             '"Shop, Inc." <shop@example.com>', "a@b.com, c@d.com", "", "jürgen@example.de", "x@localhost",
+             "user.@example.com", "ünïcode@bücher.example", "Zoë <zoe@example.com>"]
+
+
+@pytest.mark.parametrize("value", [*ADDRESSES, ADDRESSES[:2], [], None])
+def test_quick_address_parsing_gives_what_anymail_parses(value):
+    from anymail.exceptions import AnymailInvalidAddress
+    from anymail.utils import parse_address_list
+
+    from campaigns.sending.postmark import parse_addresses
+
+    try:
+        expected = [(a.display_name, a.addr_spec, a.address) for a in parse_address_list(value, field="to")]
+    except AnymailInvalidAddress as error:
+        with pytest.raises(AnymailInvalidAddress) as raised:
+            parse_addresses(value, "to")
+        assert str(raised.value) == str(error)
+        return
+    for _ in range(2):  # the second time from what was kept
+        assert [(a.display_name, a.addr_spec, a.address) for a in parse_addresses(value, "to")] == expected
+
+
+@pytest.mark.parametrize("answer", [
+    {"To": "reader1@example.com", "MessageID": "m-1", "ErrorCode": 0, "Message": "OK"},
+    {"To": "READER1@example.com", "MessageID": "m-2", "ErrorCode": 0, "Message": "OK"},
+    {"To": "reader1@example.com", "MessageID": "m-3", "ErrorCode": 0,
+     "Message": "Message accepted, but delivery may be delayed."},
+    {"To": "reader1@example.com", "MessageID": "m-4", "ErrorCode": 0,
+     "Message": "Message OK, but will not deliver to these inactive addresses: reader1@example.com. "
+                "Inactive recipients are ones that have generated a hard bounce or a spam complaint."},
+    {"To": "Reader <reader1@example.com>", "MessageID": "m-5", "ErrorCode": 0, "Message": "OK"},
+    {"MessageID": "m-6", "ErrorCode": 0, "Message": "OK"},
+])
+def test_the_usual_answer_is_read_as_anymail_reads_it(answer, settings):
+    import requests
+
+    from campaigns.sending.postmark import _answer_as_response, _plainly_sent
+
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "test"}
+    backend = EmailBackend()
+    email = message(1, to="reader1@example.com", light=True)
+    payload = backend.build_message_payload(email, backend.send_defaults)
+    batch = _answer_as_response(requests.Response(), {})
+    expected = backend.parse_recipient_status(_answer_as_response(batch, answer), payload, email)
+    quick = _plainly_sent(payload, answer)
+    if quick is not None:
+        assert list(quick) == list(expected)
+        assert [(s.message_id, s.status) for s in quick.values()] == [(s.message_id, s.status)
+                                                                      for s in expected.values()]
+    else:
+        assert answer["MessageID"] in {"m-3", "m-4", "m-5", "m-6"}  # the unusual ones take Anymail's path
+    assert (quick is not None) == (answer["MessageID"] in {"m-1", "m-2"})
