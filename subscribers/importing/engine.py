@@ -386,7 +386,7 @@ def run_import(
                     )
                 else:
                     progress("importing", 0.9)
-                    _apply(cursor, dialect, options)
+                    _apply(cursor, dialect, options, result.counts["new"])
                     result.applied = True
                     result.message = (
                         f"Imported {result.counts['new']} new and updated {result.counts['updated']} existing "
@@ -499,28 +499,68 @@ def _write_report(stream: TextIO) -> None:
             writer.writerows(batch)
 
 
-def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
+def _reserve_ids(cursor: Any, count: int) -> int | None:
+    """Take ``count`` consecutive subscriber ids from the sequence; return the first, or None.
+
+    The values are drawn one by one in one statement, as the INSERT's defaults
+    would; they are consecutive unless another session drew some meanwhile
+    (then None, and the values are left unused like those of a rolled-back
+    INSERT).
+    """
+    cursor.execute("SELECT pg_get_serial_sequence('subscribers_subscriber', 'id')::regclass::oid")
+    sequence = int(cursor.fetchone()[0])
+    cursor.execute(
+        f"SELECT MIN(v), MAX(v) FROM (SELECT nextval({sequence}::oid) AS v FROM generate_series(1, %s)) AS n",
+        [count],
+    )
+    first, last = cursor.fetchone()
+    return first if last - first + 1 == count else None
+
+
+def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int) -> None:
     s, sub = STAGING, "subscribers_subscriber"
     now = dialect.value(timezone.now())
     # New people without a source in the file get the import's name as source.
     text_cols = ", ".join(f"COALESCE({c}, %s)" if c == "source" else f"COALESCE({c}, '')" for c in TEXT_FIELDS)
-    cursor.execute(
-        f"""INSERT INTO {sub} (email, email_key, {", ".join(TEXT_FIELDS)}, {", ".join(NULLABLE_FIELDS)},
-                tags, attributes, status, created_at, updated_at, confirmed_at, status_changed_at)
-        SELECT email, email_key, {text_cols}, {", ".join(NULLABLE_FIELDS)},
-               COALESCE(tags, {dialect.json("[]")}), COALESCE(attributes, {dialect.json("{}")}),
-               'subscribed', %s, %s, confirmed_at, %s
-        FROM {s} WHERE outcome = 'new' ORDER BY line
-        ON CONFLICT DO NOTHING""",
-        [options.source, now, now, now],
-    )
-    cursor.execute(
-        f"""UPDATE {s} SET subscriber_id = sub.id FROM {sub} sub
-        WHERE {s}.outcome = 'new' AND sub.email_key = {s}.email_key"""
-    )
-    # subscriber_id is now set on the new rows too; the consent and topic
-    # statements below select by it.
-    dialect.analyze(cursor)
+    columns = (f"email, email_key, {', '.join(TEXT_FIELDS)}, {', '.join(NULLABLE_FIELDS)}, "
+               "tags, attributes, status, created_at, updated_at, confirmed_at, status_changed_at")
+    values = (f"email, email_key, {text_cols}, {', '.join(NULLABLE_FIELDS)}, "
+              f"COALESCE(tags, {dialect.json('[]')}), COALESCE(attributes, {dialect.json('{}')}), "
+              "'subscribed', %s, %s, confirmed_at, %s")
+    params = [options.source, now, now, now]
+    # On PostgreSQL the new subscribers get ids reserved beforehand: the n-th
+    # new row of the file (in line order) gets first + n - 1, the id the
+    # INSERT's own defaults would have given it. The consent and topic
+    # statements compute the same number with a running count, so staging is
+    # not rewritten to hold the ids (a pass over the whole file and a join).
+    first_id = _reserve_ids(cursor, new_rows) if dialect.pg and new_rows else None
+    if first_id is not None:
+        new_no = "COUNT(*) FILTER (WHERE outcome = 'new') OVER (ORDER BY line ROWS UNBOUNDED PRECEDING)"
+        cursor.execute(
+            f"""INSERT INTO {sub} (id, {columns})
+            SELECT {first_id - 1} + {new_no}, {values} FROM {s} WHERE outcome = 'new' ORDER BY line
+            ON CONFLICT DO NOTHING""",
+            params,
+        )
+        if cursor.rowcount != new_rows:
+            # Someone signed up with one of the addresses (or external ids)
+            # meanwhile and the INSERT skipped that row: its reserved id
+            # belongs to nobody. Look the ids up by address instead.
+            first_id = None
+    else:
+        cursor.execute(
+            f"""INSERT INTO {sub} ({columns}) SELECT {values} FROM {s} WHERE outcome = 'new' ORDER BY line
+            ON CONFLICT DO NOTHING""",
+            params,
+        )
+    if first_id is None:
+        cursor.execute(
+            f"""UPDATE {s} SET subscriber_id = sub.id FROM {sub} sub
+            WHERE {s}.outcome = 'new' AND sub.email_key = {s}.email_key"""
+        )
+        # subscriber_id is now set on the new rows too; the consent and topic
+        # statements below select by it.
+        dialect.analyze(cursor)
     fill = options.mode == ImportMode.FILL_BLANKS
     sets = []
     for col in TEXT_FIELDS:
@@ -546,30 +586,42 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
         WHERE st.outcome = 'updated' AND st.subscriber_id = {sub}.id""",
         [now, now],
     )
+    if first_id is None:
+        source, sid, known = f"{s} AS st", "subscriber_id", "subscriber_id IS NOT NULL AND "
+    else:
+        # Every new row is kept by each filter below, so the running count
+        # numbers them as the INSERT did.
+        source = (f"(SELECT line, outcome, subscriber_id, existing_status, optin_ip, optin_at, "
+                  f"{first_id - 1} + {new_no} AS new_id FROM {s} WHERE outcome IN ('new', 'updated')) AS st")
+        sid, known = "CASE WHEN outcome = 'new' THEN new_id ELSE subscriber_id END", ""
     notice = options.consent_notice
     consent_cols = ("subscriber_id, purpose, topic_id, granted, method, notice_version, ip_address, user_agent, "
                     "occurred_at, recorded_at, actor_id")
     cursor.execute(
         f"""INSERT INTO subscribers_consentrecord ({consent_cols})
-        SELECT subscriber_id, 'email_marketing', NULL, TRUE, 'import', %s, optin_ip, '',
+        SELECT {sid}, 'email_marketing', NULL, TRUE, 'import', %s, optin_ip, '',
                COALESCE(optin_at, %s), %s, %s
-        FROM {s} WHERE subscriber_id IS NOT NULL
-          AND (outcome = 'new' OR (outcome = 'updated' AND existing_status IN ('pending', 'contact')))
+        FROM {source} WHERE {known}
+          (outcome = 'new' OR (outcome = 'updated' AND existing_status IN ('pending', 'contact')))
         ORDER BY line""",
         [notice, now, now, options.actor_id],
     )
     if options.topic_id is not None:
-        not_yet = (f"NOT EXISTS (SELECT 1 FROM preferences_topicsubscription ts "
-                   f"WHERE ts.subscriber_id = {s}.subscriber_id AND ts.topic_id = %s)")
-        chosen = f"subscriber_id IS NOT NULL AND outcome IN ('new', 'updated') AND {not_yet}"
+        not_yet = ("NOT EXISTS (SELECT 1 FROM preferences_topicsubscription ts "
+                   "WHERE ts.subscriber_id = st.subscriber_id AND ts.topic_id = %s)")
+        if first_id is None:
+            chosen = f"subscriber_id IS NOT NULL AND outcome IN ('new', 'updated') AND {not_yet}"
+        else:
+            # A subscriber created just now has no topic rows yet.
+            chosen = f"(outcome = 'new' OR (outcome = 'updated' AND {not_yet}))"
         cursor.execute(
             f"""INSERT INTO subscribers_consentrecord ({consent_cols})
-            SELECT subscriber_id, 'topic', %s, TRUE, 'import', %s, optin_ip, '', COALESCE(optin_at, %s), %s, %s
-            FROM {s} WHERE {chosen} ORDER BY line""",
+            SELECT {sid}, 'topic', %s, TRUE, 'import', %s, optin_ip, '', COALESCE(optin_at, %s), %s, %s
+            FROM {source} WHERE {chosen} ORDER BY line""",
             [options.topic_id, notice, now, now, options.actor_id, options.topic_id],
         )
         cursor.execute(
             f"""INSERT INTO preferences_topicsubscription (subscriber_id, topic_id, subscribed, changed_at)
-            SELECT subscriber_id, %s, TRUE, %s FROM {s} WHERE {chosen}""",
+            SELECT {sid}, %s, TRUE, %s FROM {source} WHERE {chosen}{"" if first_id is None else " ORDER BY line"}""",
             [options.topic_id, now, options.topic_id],
         )

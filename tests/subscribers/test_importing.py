@@ -282,3 +282,84 @@ def test_a_shop_contact_becomes_subscribed_with_consent(db, write_csv, make_subs
     s.refresh_from_db()
     assert s.status == SubscriberStatus.SUBSCRIBED
     assert s.consent_records.get().notice_version == "fair form"
+
+
+def _ids_by_email():
+    return dict(Subscriber.objects.values_list("email_key", "id"))
+
+
+def test_new_subscribers_take_ids_in_file_order_and_a_dry_run_takes_none(db, write_csv, make_subscriber, topic):
+    before = make_subscriber(email="before@example.com")
+    text = ("Email,First Name\nc@example.com,C\nbefore@example.com,B\nbad-address,X\na@example.com,A\n"
+            "C@example.com,again\nb@example.com,B\n")
+    checked = run(write_csv(text), topic_id=topic.pk, skip_bad_rows=True, dry_run=True)
+    assert checked.counts == {"new": 3, "updated": 1, "skipped": 1, "error": 1} and not checked.applied
+    result = run(write_csv(text), topic_id=topic.pk, skip_bad_rows=True)
+    assert result.counts == checked.counts and result.applied
+    after = make_subscriber(email="after@example.com")
+    ids = _ids_by_email()
+    # The dry run drew no ids, the import one per new subscriber, in the order of the file.
+    assert [ids[k] for k in ("c@example.com", "a@example.com", "b@example.com")] == [
+        before.pk + 1, before.pk + 2, before.pk + 3]
+    assert after.pk == before.pk + 4
+    marketing = ConsentRecord.objects.filter(purpose="email_marketing").order_by("id")
+    assert [c.subscriber_id for c in marketing] == [before.pk + 1, before.pk + 2, before.pk + 3]
+    on_topic = ConsentRecord.objects.filter(purpose="topic", topic=topic).order_by("id")
+    assert [c.subscriber_id for c in on_topic] == [before.pk + 1, before.pk, before.pk + 2, before.pk + 3]
+    assert sorted(TopicSubscription.objects.filter(topic=topic).values_list("subscriber_id", flat=True)) == [
+        before.pk, before.pk + 1, before.pk + 2, before.pk + 3]
+
+
+@pytest.mark.parametrize("clash", ["email", "external_id"])
+def test_a_signup_during_the_import_gets_no_dangling_consent(db, write_csv, topic, monkeypatch, clash):
+    """Someone signs up with an address (or external id) of the file after the check, before the INSERT.
+
+    The INSERT skips that row (ON CONFLICT DO NOTHING): the person who signed
+    up gets the import's consent with the address, and no consent or topic row
+    points at a subscriber who does not exist.
+    """
+    from django.db import connection
+
+    from subscribers.importing import engine
+
+    apply = engine._apply
+
+    def signup_then_apply(*args, **kwargs):
+        if clash == "email":
+            Subscriber.objects.create(email="late@example.com", first_name="Signed up")
+        else:
+            Subscriber.objects.create(email="other@example.com", first_name="Signed up", external_id="X-2")
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_apply", signup_then_apply)
+    text = "Email,First Name,External ID\nfirst@example.com,F,X-1\nlate@example.com,L,X-2\nlast@example.com,Z,X-3\n"
+    result = run(write_csv(text), topic_id=topic.pk)
+    assert result.applied and result.counts == {"new": 3, "updated": 0, "skipped": 0, "error": 0}
+    connection.check_constraints()  # the deferred foreign keys hold
+    ids = _ids_by_email()
+    if clash == "email":
+        # The row was not written: the person keeps what they signed up with.
+        assert set(ids) == {"first@example.com", "late@example.com", "last@example.com"}
+        assert Subscriber.objects.get(email_key="late@example.com").first_name == "Signed up"
+    else:
+        # The external id is taken: the row was not written and nobody else gets its consent.
+        assert set(ids) == {"first@example.com", "other@example.com", "last@example.com"}
+    with_consent = {"first@example.com", "last@example.com"} | ({"late@example.com"} if clash == "email" else set())
+    for purpose in ("email_marketing", "topic"):
+        holders = ConsentRecord.objects.filter(purpose=purpose).values_list("subscriber__email_key", flat=True)
+        assert sorted(holders) == sorted(with_consent)
+    members = TopicSubscription.objects.filter(topic=topic).values_list("subscriber__email_key", flat=True)
+    assert sorted(members) == sorted(with_consent)
+    assert ids["last@example.com"] > ids["first@example.com"]
+
+
+@pytest.mark.django_db
+def test_ids_drawn_by_someone_else_meanwhile_fall_back_to_the_address(write_csv, topic, monkeypatch):
+    from subscribers.importing import engine
+
+    monkeypatch.setattr(engine, "_reserve_ids", lambda cursor, count: None)
+    result = run(write_csv("Email\na@example.com\nb@example.com\n"), topic_id=topic.pk)
+    assert result.counts["new"] == 2
+    for s in Subscriber.objects.all():
+        assert s.consent_records.filter(purpose="email_marketing").count() == 1
+        assert TopicSubscription.objects.filter(subscriber=s, topic=topic).count() == 1
