@@ -165,7 +165,9 @@ def main() -> int:
     parser.add_argument("--segment-percent", type=int, default=80)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--concurrency", type=int, default=64, help="ESP calls in flight per worker")
+    parser.add_argument("--concurrency", type=int, default=64, help="ESP calls in flight per worker process")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes per Celery worker (its --concurrency): chunks one worker runs at once")
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--kill", action="store_true", help="kill -9 one worker at ~40%% and restart it")
     parser.add_argument("--beat-seconds", type=float, default=5, help="how often the bench runs dispatch/recovery")
@@ -212,7 +214,7 @@ def main() -> int:
 
     esp = subprocess.Popen([sys.executable, "tests/mock_esp.py", str(port), str(args.latency)], cwd=ROOT,
                            stdout=subprocess.DEVNULL)
-    worker_cmd = [sys.executable, "-m", "celery", "-A", "marketing", "worker", "--concurrency", "1",
+    worker_cmd = [sys.executable, "-m", "celery", "-A", "marketing", "worker", "--concurrency", str(args.processes),
                   "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
     workers = {n: subprocess.Popen([*worker_cmd, "-n", f"bench{n}@%h"], cwd=ROOT, env=env) for n in
                range(1, args.workers + 1)}

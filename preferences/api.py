@@ -110,7 +110,7 @@ def sending_preferences_for(*, subscriber_ids: Iterable[int]) -> dict[int, Sendi
         ConsentRecord.objects.filter(subscriber_id=OuterRef("pk"), purpose=ConsentPurpose.PERSONALIZATION)
         .order_by("-occurred_at", "-id").values("granted")[:1]
     )
-    rows = (Subscriber.objects.filter(pk__in=ids)
+    rows = (Subscriber.objects.filter(pk__in=ids).order_by()
             .annotate(personalization=Subquery(latest_personalization))
             .values_list("pk", "language", "preferences__frequency", "preferences__paused_until", "personalization"))
     result = {}

@@ -31,10 +31,12 @@ class TopicSubscription(models.Model):
     imports never add the topic back.
     """
 
+    # No single-column indexes: topic_subscription_unique starts with the
+    # subscriber and topic_subscription_members with the topic.
     subscriber = models.ForeignKey(
-        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="topic_subscriptions"
+        "subscribers.Subscriber", on_delete=models.CASCADE, related_name="topic_subscriptions", db_index=False
     )
-    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions", db_index=False)
     subscribed = models.BooleanField(default=True)
     changed_at = models.DateTimeField(default=timezone.now)
 

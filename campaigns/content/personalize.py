@@ -12,6 +12,7 @@ recommendations from their history.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
+from django.utils.translation import get_language
 from django_countries import countries
 
 MERGE_FIELDS = (
@@ -64,9 +66,12 @@ def empty_context() -> dict[str, Any]:
 
 def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str] = (),
                        allow_sensitive: bool = False, recommendations: bool = False,
-                       now: dt.datetime | None = None,
-                       snapshot_since: dt.datetime | None = None) -> dict[int, RecipientContext]:
-    """Return the render context of each person; a fixed number of queries whatever the chunk size."""
+                       now: dt.datetime | None = None, snapshot_since: dt.datetime | None = None,
+                       preferences: dict[int, Any] | None = None) -> dict[int, RecipientContext]:
+    """Return the render context of each person; a fixed number of queries whatever the chunk size.
+
+    ``preferences``: their ``sending_preferences_for`` when the caller has already read them.
+    """
     from preferences.api import preference_links, sending_preferences_for
     from subscribers.models import AttributeDefinition, Subscriber
 
@@ -74,7 +79,8 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
     now = now or timezone.now()
     sensitive = set(AttributeDefinition.objects.filter(sensitive=True).values_list("key", flat=True))
     rows = Subscriber.objects.filter(pk__in=ids).values("pk", "attributes", *MERGE_FIELDS)
-    preferences = sending_preferences_for(subscriber_ids=ids)
+    if preferences is None:
+        preferences = sending_preferences_for(subscriber_ids=ids)
     links = preference_links(subscriber_ids=ids)
     memberships = segment_memberships(ids, names=segments, now=now, snapshot_since=snapshot_since)
     picks = recommend(ids, preferences=preferences) if recommendations else {}
@@ -88,7 +94,7 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
         personalized = prefs.personalization_allowed if prefs else True
         context = dict(row)
         context["country"] = str(row["country"] or "")
-        context["country_name"] = str(countries.name(row["country"])) if row["country"] else ""
+        context["country_name"] = _country_name(row["country"], get_language()) if row["country"] else ""
         context["full_name"] = " ".join(p for p in (row["first_name"], row["last_name"]) if p)
         context["attributes"] = attributes
         context["segments"] = sorted(memberships.get(pk, ())) if personalized else []
@@ -101,6 +107,12 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
         result[pk] = RecipientContext(subscriber_id=pk, context=context, locale=language,
                                       currency=settings.DEFAULT_CURRENCY, headers=link.headers if link else {})
     return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _country_name(code: str, language: str | None) -> str:
+    """Return a country's name in the active language (kept: a send chunk asks for the same few names)."""
+    return str(countries.name(code))
 
 
 def segment_memberships(ids: list[int], *, names: Iterable[str], now: dt.datetime,

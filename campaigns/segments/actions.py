@@ -320,6 +320,9 @@ def explain_queryset(queryset: QuerySet) -> tuple[str, list[str]]:
 # --- Membership snapshots ----------------------------------------------------
 
 
+ANALYZE_AFTER_CHANGES = 10_000
+
+
 @transaction.atomic
 def refresh_membership(segment: Segment) -> SegmentRefresh:
     """Materialize a segment's members with set-based SQL and record who entered and who left.
@@ -369,6 +372,11 @@ def refresh_membership(segment: Segment) -> SegmentRefresh:
                 f"WHERE refresh_id = %s AND entered = {true}",
                 [refresh.pk])
         cursor.execute(f"DROP TABLE {temp}")
+        if connection.vendor == "postgresql" and entered + left >= ANALYZE_AFTER_CHANGES:
+            # Fresh statistics for the snapshot just written: without them a send chunk's "who of these 500 is
+            # in the segment" is planned for the old membership (a scan of the whole segment, not 500 lookups)
+            # until autovacuum gets round to it.
+            cursor.execute(f"ANALYZE {memberships}")
     seconds = time.perf_counter() - started
     SegmentRefresh.objects.filter(pk=refresh.pk).update(members=total, entered=entered, left=left, seconds=seconds)
     Segment.objects.filter(pk=segment.pk).update(refreshed_at=now, member_count=total, counted_at=now,

@@ -49,6 +49,7 @@ from campaigns.models import Delivery, DeliveryStatus
 from campaigns.segments.compiler import BUCKET_MODULUS, bucket_multiplier
 from campaigns.sending import policy, sender
 from campaigns.sending.models import Recipient, RecipientGroup, RecipientStatus
+from preferences.api import sending_preferences_for
 
 logger = logging.getLogger(__name__)
 
@@ -357,9 +358,11 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
             Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.SKIPPED, reason="campaign cancelled")
             result.skipped = len(ids)
             return result
-        to_send = _apply_policy(campaign, claimed, now=now, result=result)
+        # Read once for the gate and the content (pause and frequency; language and personalization).
+        preferences = sending_preferences_for(subscriber_ids=[row[1] for row in claimed])
+        to_send = _apply_policy(campaign, claimed, now=now, result=result, preferences=preferences)
     if to_send:
-        _send(campaign, to_send, now=now, result=result)
+        _send(campaign, to_send, now=now, result=result, preferences=preferences)
     if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
         queue_due(campaign, now=timezone.now())
     return result
@@ -393,9 +396,10 @@ def _why(campaign: Campaign, subscriber_ids: list[int], now: dt.datetime) -> dic
 
 
 def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], *, now: dt.datetime,
-                  result: ChunkResult) -> list[tuple[int, int, int, int]]:
+                  result: ChunkResult, preferences: dict[int, Any] | None = None) -> list[tuple[int, int, int, int]]:
     """Record the gate's skips and deferrals, create the deliveries to send, and return what to send."""
-    decisions = policy.decide([row[1] for row in claimed], topic_id=campaign.topic_id, now=now)
+    decisions = policy.decide([row[1] for row in claimed], topic_id=campaign.topic_id, now=now,
+                              preferences=preferences)
     skipped, send = [], []
     deferred: dict[tuple[dt.datetime | None, str], list[int]] = defaultdict(list)
     for row in claimed:
@@ -491,8 +495,8 @@ class Outgoing:
 
 
 def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
-            snapshot_since: dt.datetime | None = None,
-            tags: list[str] | None = None) -> list[tuple[Outgoing, sender.Outcome]]:
+            snapshot_since: dt.datetime | None = None, tags: list[str] | None = None,
+            preferences: dict[int, Any] | None = None) -> list[tuple[Outgoing, sender.Outcome]]:
     """Render each message for its recipient and hand it to the ESP; returns what the ESP said about each.
 
     Campaigns and journeys both send through here. People who no longer
@@ -513,7 +517,7 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
     subscriber_ids = [o.subscriber_id for o in outgoing]
     contexts = recipient_contexts(subscriber_ids, segments=segments, recommendations=True,
                                   allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now,
-                                  snapshot_since=snapshot_since)
+                                  snapshot_since=snapshot_since, preferences=preferences)
     rendered_for = [o for o in outgoing if o.subscriber_id in contexts]
 
     def messages() -> Any:
@@ -536,11 +540,11 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
 
 
 def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.datetime,
-          result: ChunkResult) -> None:
+          result: ChunkResult, preferences: dict[int, Any] | None = None) -> None:
     """Render and send, then record each outcome; transient errors are retried later with a backoff."""
     recipient_of = {r[3]: r[0] for r in rows}
     answers = deliver(campaign, [Outgoing(r[1], r[2], r[3]) for r in rows], now=now,
-                      snapshot_since=campaign.started_at)
+                      snapshot_since=campaign.started_at, preferences=preferences)
     order = [(recipient_of[item.delivery_id], item.delivery_id) for item, _ in answers]
     _record(campaign, order, [outcome for _, outcome in answers], now=now, result=result)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -100,8 +101,11 @@ def end_of_quiet_hours(moment: dt.datetime, zone_name: str) -> dt.datetime | Non
 
 
 def decide(subscriber_ids: Iterable[int], *, topic_id: int | None, now: dt.datetime | None = None,
-           ignore_quiet_hours: bool = False) -> dict[int, Decision]:
-    """Return the decision for each person (a fixed number of queries for any chunk size)."""
+           ignore_quiet_hours: bool = False, preferences: dict[int, Any] | None = None) -> dict[int, Decision]:
+    """Return the decision for each person (a fixed number of queries for any chunk size).
+
+    ``preferences``: their ``sending_preferences_for`` when the caller has already read them.
+    """
     from campaigns.models import Delivery
     from preferences.api import sending_preferences_for
     from preferences.models import TopicSubscription
@@ -118,7 +122,8 @@ def decide(subscriber_ids: Iterable[int], *, topic_id: int | None, now: dt.datet
                      .values_list("email_hash", flat=True))
     in_topic = set(TopicSubscription.objects.filter(subscriber_id__in=ids, topic_id=topic_id, subscribed=True)
                    .values_list("subscriber_id", flat=True)) if topic_id else set(ids)
-    preferences = sending_preferences_for(subscriber_ids=ids)
+    if preferences is None:
+        preferences = sending_preferences_for(subscriber_ids=ids)
     week_ago = now - dt.timedelta(days=7)
     marketing = Q(message_key__startswith=MARKETING_PREFIXES[0]) | Q(message_key__startswith=MARKETING_PREFIXES[1])
     recent = {row["subscriber_id"]: row for row in (

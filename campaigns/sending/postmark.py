@@ -245,12 +245,26 @@ def _plainly_sent(payload: Any, answer: Any) -> CaseInsensitiveCasePreservingDic
     return CaseInsensitiveCasePreservingDict({addr_spec: AnymailRecipientStatus(message_id=message_id, status="sent")})
 
 
+class _AnswerResponse(requests.Response):
+    """One message's answer in a batch, as a single send's response; its JSON body is written when first read."""
+
+    def __init__(self, answer: Any):
+        super().__init__()
+        self._answer = answer
+
+    @property
+    def content(self) -> bytes:  # type: ignore[override]
+        if self._content is False:
+            self._content = json.dumps(self._answer).encode()  # what a single send's body would be
+            self._content_consumed = True
+        return self._content
+
+
 def _answer_as_response(batch: requests.Response, answer: Any) -> requests.Response:
     """Return one message's answer in a batch as Postmark answers a single send: HTTP 200, or 422 with an error."""
     error_code = answer.get("ErrorCode", 0) if isinstance(answer, dict) else 0
-    one = requests.Response()
+    one = _AnswerResponse(answer)
     one.status_code, one.reason = (200, "OK") if not error_code else (422, "Unprocessable Entity")
-    one._content = json.dumps(answer).encode()  # what a single send's body would be
     one.encoding = "utf-8"
     one.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
     one.url, one.request, one.elapsed = batch.url, batch.request, batch.elapsed

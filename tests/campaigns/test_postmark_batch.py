@@ -74,6 +74,7 @@ def test_a_batch_is_one_call_carrying_what_anymail_posts_for_each_message_alone(
         assert set(batched.anymail_status.recipients) == set(single.anymail_status.recipients)
         assert isinstance(batched.anymail_status.message_id, str) and batched.anymail_error is None
         assert batched.anymail_status.esp_response.status_code == 200
+        assert batched.anymail_status.esp_response.json()["MessageID"] == batched.anymail_status.message_id
     assert len({m.anymail_status.message_id for m in batch}) == 4
     assert esp.batch_calls == 1 and esp.received == 8
 

@@ -120,6 +120,33 @@ def test_preview_warns_when_the_whole_event_table_is_read(db):
     assert isinstance(preview.warnings, list)
 
 
+def test_a_big_snapshot_change_refreshes_the_planners_statistics(make_subscriber, monkeypatch):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+
+    def estimated_rows() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'campaigns_segmentmembership'")
+            return cursor.fetchone()[0]
+
+    for _ in range(3):
+        make_subscriber(country="LV")
+    segment = actions.save_segment(Segment(name="Latvia", rules=LATVIA, track_membership=True))
+    monkeypatch.setattr(actions, "ANALYZE_AFTER_CHANGES", 4)
+    actions.refresh_membership(segment)  # 3 changes: below the threshold, no ANALYZE
+    before = estimated_rows()
+    assert before != 3
+    make_subscriber(country="LV")
+    Subscriber.objects.filter(country="LV").update(country="EE")
+    actions.refresh_membership(segment)  # the 3 members leave (the 4th never entered): 3 changes
+    assert estimated_rows() == before
+    Subscriber.objects.filter(country="EE").update(country="LV")
+    actions.refresh_membership(segment)  # 4 entered: the threshold
+    assert estimated_rows() == 4
+
+
 def test_snapshot_records_entries_and_exits(make_subscriber):
     ana, ben = make_subscriber(country="LV"), make_subscriber(country="LV")
     make_subscriber(country="EE")

@@ -406,3 +406,21 @@ def test_dynamic_blocks_read_the_segment_snapshot_taken_at_start(campaign, audie
     run(campaign, django_capture_on_commit_callbacks)
     html = {m.to[0]: m.alternatives[0][0] for m in mail.outbox}
     assert "Hello VIP" in html[ann.email] and "Hello friend" in html[ben.email]
+
+
+def test_a_chunk_reads_the_sending_preferences_once_for_the_gate_and_the_content(
+        campaign, audience_member, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    evidence = ConsentEvidence(method=ConsentMethod.PREFERENCE_CENTER)
+    audience_member(first_name="Ann")
+    paused = audience_member(first_name="Ben")
+    preference_actions.pause_emails(paused, days=30, evidence=evidence)
+    with CaptureQueriesContext(connection) as queries:
+        campaign = run(campaign, django_capture_on_commit_callbacks)
+    column = '"preferences_subscriberpreferences"."frequency"'
+    reads = [q["sql"] for q in queries.captured_queries if column in q["sql"]]
+    assert len(reads) == 1
+    assert statuses(campaign) == {"Ann": RecipientStatus.SENT, "Ben": RecipientStatus.PENDING}
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [Subscriber.objects.get(first_name="Ann").email]

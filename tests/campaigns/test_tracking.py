@@ -152,3 +152,14 @@ def test_click_tokens_are_djangos_signed_objects(url, settings):
     assert read_click_token(token) == (42, url)
     settings.SECRET_KEY = "another-secret-" * 4
     assert read_click_token(token) is None
+
+
+@pytest.mark.parametrize("delivery_id", [1, 35, 36, 987_654_321])
+def test_open_tokens_are_djangos_signed_values(delivery_id, settings):
+    from campaigns.tracking import OPEN_SALT, open_token, read_open_token
+
+    token = open_token(delivery_id)
+    assert token == signing.Signer(salt=OPEN_SALT).sign(tracking._to_base36(delivery_id))
+    assert read_open_token(token) == delivery_id
+    settings.SECRET_KEY = "another-secret-" * 4
+    assert read_open_token(token) is None
