@@ -341,7 +341,10 @@ class ConsentRecord(models.Model):
     hashed suppression entry, not the ledger).
     """
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_records")
+    # No index of its own: consent_latest starts with the subscriber.
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="consent_records", db_index=False
+    )
     purpose = models.CharField(max_length=20, choices=ConsentPurpose.choices)
     topic = models.ForeignKey("preferences.Topic", null=True, blank=True, on_delete=models.PROTECT)
     granted = models.BooleanField()
