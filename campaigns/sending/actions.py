@@ -37,7 +37,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from campaigns import actions as delivery_actions
@@ -258,12 +258,23 @@ def dispatch_campaigns(*, now: dt.datetime | None = None) -> int:
     return queued
 
 
-def queue_due(campaign: Campaign, *, now: dt.datetime) -> int:
-    """Queue a campaign's due recipients as chunk tasks, at most its throttle per minute."""
+def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> int:
+    """Queue a campaign's due recipients as chunk tasks, at most its throttle per minute.
+
+    Beat's dispatch makes the full pass: chunks queued too long ago go back
+    to pending, and the queue is filled to ``SEND_QUEUE_AHEAD`` chunks from
+    the first due recipient. A finished chunk frees one place and calls this
+    with ``top_up``: one more chunk, of the due recipients after the last one
+    queued. That reads a few index entries where the full pass reads every
+    recipient the campaign has moved on since the table was last vacuumed
+    (each status change leaves a dead index entry behind); recipients due
+    again at earlier ids (deferred, retried) wait for the next full pass.
+    """
     from campaigns.sending.tasks import send_chunk_task
 
-    Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED,
-                             queued_at__lt=now - STALE_QUEUE).update(status=RecipientStatus.PENDING)
+    if not top_up:
+        Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED,
+                                 queued_at__lt=now - STALE_QUEUE).update(status=RecipientStatus.PENDING)
     budget = campaign.throttle_per_minute
     if budget:
         budget -= Recipient.objects.filter(campaign=campaign, status__in=[RecipientStatus.SENT,
@@ -272,15 +283,23 @@ def queue_due(campaign: Campaign, *, now: dt.datetime) -> int:
         if budget <= 0:
             return 0
     size, chunks = settings.SEND_CHUNK_SIZE, 0
-    # Keep a bounded number of chunks queued ahead of the workers (each finished chunk tops it up), so a
-    # big campaign never sits in the broker for longer than it takes to send that much.
-    ahead = settings.SEND_QUEUE_AHEAD * size - Recipient.objects.filter(
-        campaign=campaign, status=RecipientStatus.QUEUED).count()
-    limit = min(budget, ahead) if budget else ahead
+    due = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING, due_at__lte=now,
+                                   variant__isnull=False)
+    if top_up:
+        limit = size
+        last_queued = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED) \
+            .aggregate(last=Max("pk"))["last"]
+        if last_queued is not None:
+            due = due.filter(pk__gt=last_queued)
+    else:
+        # Keep a bounded number of chunks queued ahead of the workers (each finished chunk tops it up), so a
+        # big campaign never sits in the broker for longer than it takes to send that much.
+        limit = settings.SEND_QUEUE_AHEAD * size - Recipient.objects.filter(
+            campaign=campaign, status=RecipientStatus.QUEUED).count()
+    limit = min(budget, limit) if budget else limit
     if limit <= 0:
         return 0
-    ids = list(Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING, due_at__lte=now,
-                                        variant__isnull=False).order_by("pk").values_list("pk", flat=True)[:limit])
+    ids = list(due.order_by("pk").values_list("pk", flat=True)[:limit])
     for start in range(0, len(ids), size):
         chunk = ids[start:start + size]
         claimed = Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
@@ -364,7 +383,7 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
     if to_send:
         _send(campaign, to_send, now=now, result=result, preferences=preferences)
     if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
-        queue_due(campaign, now=timezone.now())
+        queue_due(campaign, now=timezone.now(), top_up=True)
     return result
 
 

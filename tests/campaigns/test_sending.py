@@ -424,3 +424,34 @@ def test_a_chunk_reads_the_sending_preferences_once_for_the_gate_and_the_content
     assert len(reads) == 1
     assert statuses(campaign) == {"Ann": RecipientStatus.SENT, "Ben": RecipientStatus.PENDING}
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [Subscriber.objects.get(first_name="Ann").email]
+
+
+def test_a_finished_chunk_queues_one_more_after_the_last_queued_and_beat_fills_the_rest(
+        campaign, audience_member, settings, django_capture_on_commit_callbacks):
+    settings.SEND_CHUNK_SIZE, settings.SEND_QUEUE_AHEAD = 2, 2
+    for n in range(7):
+        audience_member(first_name=f"P{n}")
+    _CLOCK["now"] = NOON
+    with django_capture_on_commit_callbacks():  # the tasks are not run: only what is queued is looked at
+        actions.schedule_campaign(campaign, now=NOON)
+        actions.start_campaign(campaign, now=NOON)
+        campaign.refresh_from_db()
+        assert actions.queue_due(campaign, now=NOON) == 2  # Beat: the queue filled to 2 chunks ahead
+        ids = list(Recipient.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True))
+
+        def queued():
+            return list(Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED)
+                        .order_by("pk").values_list("pk", flat=True))
+
+        assert queued() == ids[:4]
+        # The first chunk is done; one of its people was deferred (due again at an earlier id than the queue).
+        Recipient.objects.filter(pk=ids[0]).update(status=RecipientStatus.PENDING)
+        Recipient.objects.filter(pk=ids[1]).update(status=RecipientStatus.SENT)
+        assert actions.queue_due(campaign, now=NOON, top_up=True) == 1
+        assert queued() == ids[2:6]  # one chunk, after the last one queued
+        assert actions.queue_due(campaign, now=NOON, top_up=True) == 1
+        assert queued() == ids[2:7]  # the last one (a chunk of one)
+        Recipient.objects.filter(pk__in=ids[2:4]).update(status=RecipientStatus.SENT)
+        assert actions.queue_due(campaign, now=NOON, top_up=True) == 0  # nothing due after the last queued
+        assert actions.queue_due(campaign, now=NOON) == 1  # Beat's full pass finds the deferred one
+        assert queued() == [ids[0], *ids[4:7]]
