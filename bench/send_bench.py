@@ -5,6 +5,7 @@
     .venv/bin/python bench/send_bench.py --database-url postgres://postgres@127.0.0.1:5432/marketing_segbench
     .venv/bin/python bench/send_bench.py ... --kill --segment-percent 20     # crash one worker mid-send
     .venv/bin/python bench/send_bench.py ... --batch     # Postmark's batch API: 500 messages per call
+    .venv/bin/python bench/send_bench.py ... --processes 2   # two processes per worker (its --concurrency)
 
 The database must hold demo data (``seed_demo --subscribers 1000000``). The
 script:
