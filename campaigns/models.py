@@ -72,7 +72,9 @@ class Delivery(models.Model):
     makes every send step idempotent.
     """
 
-    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries")
+    # Looked up by person through delivery_subscriber_recent (subscriber, -created_at).
+    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="deliveries",
+                                   db_index=False)
     message_key = models.CharField(
         max_length=100, help_text='What was sent, e.g. "campaign:12:variant:2" or "journey:3:step:5".'
     )

@@ -65,9 +65,10 @@ class SegmentDependency(models.Model):
 class SegmentMembership(models.Model):
     """One person in a materialized segment, since when. Written only by the snapshot refresh."""
 
-    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships")
+    # Indexed by segment_member_once (segment, subscriber) and segment_member_person (subscriber).
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE,
-                                   related_name="segment_memberships")
+                                   related_name="segment_memberships", db_index=False)
     since = models.DateTimeField()
 
     class Meta:

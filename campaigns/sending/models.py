@@ -30,7 +30,9 @@ class Recipient(models.Model):
     re-run send step never mails anyone twice.
     """
 
-    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="recipients")
+    # Looked up by campaign through recipient_once, recipient_due and recipient_next, which start with it.
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="recipients",
+                                 db_index=False)
     subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="+")
     variant = models.ForeignKey("campaigns.Variant", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+")

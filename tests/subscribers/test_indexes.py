@@ -1,8 +1,11 @@
-"""The indexes the import writes to: no redundant ones, and every foreign key still leads an index."""
+"""The indexes bulk writes touch (import, sending): no redundant ones, and every foreign key still leads an index."""
 
 import pytest
 from django.db import connection
 
+from campaigns.models import Delivery
+from campaigns.segments.models import SegmentMembership
+from campaigns.sending.models import Recipient
 from preferences.models import TopicSubscription
 from subscribers.models import ConsentRecord, Subscriber
 
@@ -15,6 +18,9 @@ def _indexes(model):
 @pytest.mark.parametrize(("model", "columns"), [
     (ConsentRecord, ["subscriber_id", "topic_id", "actor_id"]),
     (TopicSubscription, ["subscriber_id", "topic_id"]),
+    (Delivery, ["subscriber_id"]),
+    (Recipient, ["campaign_id", "subscriber_id", "variant_id", "delivery_id"]),
+    (SegmentMembership, ["segment_id", "subscriber_id"]),
 ])
 def test_every_foreign_key_leads_an_index(db, model, columns):
     # Deleting a subscriber or a topic looks these rows up by the key.
@@ -22,7 +28,8 @@ def test_every_foreign_key_leads_an_index(db, model, columns):
     assert set(columns) <= leading
 
 
-@pytest.mark.parametrize("model", [Subscriber, ConsentRecord, TopicSubscription])
+@pytest.mark.parametrize("model", [Subscriber, ConsentRecord, TopicSubscription, Delivery, Recipient,
+                                   SegmentMembership])
 def test_no_index_is_a_prefix_of_another(db, model):
     indexes = [tuple(c["columns"]) for c in _indexes(model).values()
                if (c["index"] or c["unique"]) and not c["primary_key"]]
