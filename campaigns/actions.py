@@ -178,7 +178,7 @@ def _insert_deliveries(rows: Sequence[tuple[int, str, dict[str, Any]]], *, statu
     why_field = Delivery._meta.get_field("why")
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO campaigns_delivery ({', '.join(columns)}) SELECT {', '.join(values)} "
+            f"INSERT INTO {Delivery._meta.db_table} ({', '.join(columns)}) SELECT {', '.join(values)} "
             "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(subscriber_id, message_key, why) "
             "ON CONFLICT DO NOTHING RETURNING id, message_key, subscriber_id",
             [*params, [r[0] for r in rows], [r[1] for r in rows],

@@ -323,6 +323,11 @@ def explain_queryset(queryset: QuerySet) -> tuple[str, list[str]]:
 ANALYZE_AFTER_CHANGES = 10_000
 
 
+def _analyze(table: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {table}")
+
+
 @transaction.atomic
 def refresh_membership(segment: Segment) -> SegmentRefresh:
     """Materialize a segment's members with set-based SQL and record who entered and who left.
@@ -372,11 +377,11 @@ def refresh_membership(segment: Segment) -> SegmentRefresh:
                 f"WHERE refresh_id = %s AND entered = {true}",
                 [refresh.pk])
         cursor.execute(f"DROP TABLE {temp}")
-        if connection.vendor == "postgresql" and entered + left >= ANALYZE_AFTER_CHANGES:
-            # Fresh statistics for the snapshot just written: without them a send chunk's "who of these 500 is
-            # in the segment" is planned for the old membership (a scan of the whole segment, not 500 lookups)
-            # until autovacuum gets round to it.
-            cursor.execute(f"ANALYZE {memberships}")
+    if connection.vendor == "postgresql" and entered + left >= ANALYZE_AFTER_CHANGES:
+        # Fresh statistics for the snapshot just written: without them a send chunk's "who of these 500 is in
+        # the segment" is planned for the old membership (a scan of the whole segment, not 500 lookups) until
+        # autovacuum gets round to it. After the commit, so its lock does not make other refreshes wait.
+        transaction.on_commit(functools.partial(_analyze, memberships))
     seconds = time.perf_counter() - started
     SegmentRefresh.objects.filter(pk=refresh.pk).update(members=total, entered=entered, left=left, seconds=seconds)
     Segment.objects.filter(pk=segment.pk).update(refreshed_at=now, member_count=total, counted_at=now,

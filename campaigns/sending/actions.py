@@ -300,13 +300,19 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
     if limit <= 0:
         return 0
     ids = list(due.order_by("pk").values_list("pk", flat=True)[:limit])
-    for start in range(0, len(ids), size):
-        chunk = ids[start:start + size]
-        claimed = Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
-            status=RecipientStatus.QUEUED, queued_at=now)
-        if claimed:
-            transaction.on_commit(functools.partial(send_chunk_task.delay, campaign.pk, chunk[0], chunk[-1]))
-            chunks += 1
+    for attempt in range(3):
+        claimed = 0
+        for start in range(0, len(ids), size):
+            chunk = ids[start:start + size]
+            claimed = Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
+                status=RecipientStatus.QUEUED, queued_at=now)
+            if claimed:
+                transaction.on_commit(functools.partial(send_chunk_task.delay, campaign.pk, chunk[0], chunk[-1]))
+                chunks += 1
+        if not top_up or claimed or not ids or attempt == 2:
+            break
+        # Another finished chunk queued these same recipients a moment ago: take the next ones after them.
+        ids = list(due.filter(pk__gt=ids[-1]).order_by("pk").values_list("pk", flat=True)[:limit])
     return chunks
 
 

@@ -91,23 +91,10 @@ def parse_addresses(value: Any, field: str | None = None) -> list[EmailAddress]:
 class BatchPayload(PostmarkPayload):
     """Anymail's Postmark payload, its addresses read through ``parse_addresses``."""
 
-    base_message_attrs = tuple((attr, combiner, f"parse_{attr}" if converter is parse_address_list else converter)
-                               for attr, combiner, converter in PostmarkPayload.base_message_attrs)
-
-    def parse_from_email(self, value: Any) -> list[EmailAddress]:
-        return parse_addresses(value, "from_email")
-
-    def parse_to(self, value: Any) -> list[EmailAddress]:
-        return parse_addresses(value, "to")
-
-    def parse_cc(self, value: Any) -> list[EmailAddress]:
-        return parse_addresses(value, "cc")
-
-    def parse_bcc(self, value: Any) -> list[EmailAddress]:
-        return parse_addresses(value, "bcc")
-
-    def parse_reply_to(self, value: Any) -> list[EmailAddress]:
-        return parse_addresses(value, "reply_to")
+    base_message_attrs = tuple(
+        (attr, combiner, functools.partial(parse_addresses, field=attr) if converter is parse_address_list
+         else converter)
+        for attr, combiner, converter in PostmarkPayload.base_message_attrs)
 
 
 class EmailBackend(PostmarkBackend):

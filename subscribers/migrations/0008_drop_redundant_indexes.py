@@ -14,29 +14,41 @@ Every index costs a write per imported row; the CSV import writes a million.
 
 from django.db import migrations, models
 
-LIKE_INDEXED = ("email_key", "external_id", "status")
+APP = "subscribers"
+FK_INDEXES = (('consentrecord', 'subscriber'),)
+LIKE_INDEXED = (('subscriber', 'email_key'), ('subscriber', 'external_id'), ('subscriber', 'status'))
+
+
+def _fk_indexes(apps, schema_editor):
+    for model_name, field_name in FK_INDEXES:
+        model = apps.get_model(APP, model_name)
+        field = model._meta.get_field(field_name)
+        yield model, field, schema_editor._create_index_name(model._meta.db_table, [field.column])
 
 
 def _like_indexes(apps, schema_editor):
-    subscriber = apps.get_model("subscribers", "Subscriber")
-    table = subscriber._meta.db_table
-    for name in LIKE_INDEXED:
-        field = subscriber._meta.get_field(name)
-        yield subscriber, field, schema_editor._create_index_name(table, [field.column], suffix="_like")
+    for model_name, field_name in LIKE_INDEXED:
+        model = apps.get_model(APP, model_name)
+        field = model._meta.get_field(field_name)
+        yield model, field, schema_editor._create_index_name(model._meta.db_table, [field.column], suffix="_like")
 
 
-def drop_like_indexes(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for _model, _field, index in _like_indexes(apps, schema_editor):
+def drop_indexes(apps, schema_editor):
+    # Only the indexes: Django's AlterField would also drop each foreign key and add it back, checking every
+    # row of the table while holding its lock.
+    indexes = list(_fk_indexes(apps, schema_editor))
+    if schema_editor.connection.vendor == "postgresql":
+        indexes += _like_indexes(apps, schema_editor)
+    for _model, _field, index in indexes:
         schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(index)}")
 
 
-def create_like_indexes(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    for model, field, _index in _like_indexes(apps, schema_editor):
-        schema_editor.execute(schema_editor._create_like_index_sql(model, field))
+def create_indexes(apps, schema_editor):
+    for model, field, _index in _fk_indexes(apps, schema_editor):
+        schema_editor.execute(schema_editor._create_index_sql(model, fields=[field]))
+    if schema_editor.connection.vendor == "postgresql":
+        for model, field, _index in _like_indexes(apps, schema_editor):
+            schema_editor.execute(schema_editor._create_like_index_sql(model, field))
 
 
 class Migration(migrations.Migration):
@@ -46,13 +58,17 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name="consentrecord",
-            name="subscriber",
-            field=models.ForeignKey(
-                db_index=False, on_delete=models.deletion.CASCADE, related_name="consent_records",
-                to="subscribers.subscriber",
-            ),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name="consentrecord",
+                    name="subscriber",
+                    field=models.ForeignKey(
+                        db_index=False, on_delete=models.deletion.CASCADE, related_name="consent_records",
+                        to="subscribers.subscriber",
+                    ),
+                ),
+            ],
+            database_operations=[migrations.RunPython(drop_indexes, create_indexes, elidable=True)],
         ),
-        migrations.RunPython(drop_like_indexes, create_like_indexes, elidable=True),
     ]
