@@ -7,41 +7,11 @@ every lookup the single-column indexes did.
 
 from django.db import migrations, models
 
+from marketing.schema import drop_indexes
+
 APP = "preferences"
 FK_INDEXES = (('topicsubscription', 'subscriber'), ('topicsubscription', 'topic'))
 LIKE_INDEXED = ()
-
-
-def _fk_indexes(apps, schema_editor):
-    for model_name, field_name in FK_INDEXES:
-        model = apps.get_model(APP, model_name)
-        field = model._meta.get_field(field_name)
-        yield model, field, schema_editor._create_index_name(model._meta.db_table, [field.column])
-
-
-def _like_indexes(apps, schema_editor):
-    for model_name, field_name in LIKE_INDEXED:
-        model = apps.get_model(APP, model_name)
-        field = model._meta.get_field(field_name)
-        yield model, field, schema_editor._create_index_name(model._meta.db_table, [field.column], suffix="_like")
-
-
-def drop_indexes(apps, schema_editor):
-    # Only the indexes: Django's AlterField would also drop each foreign key and add it back, checking every
-    # row of the table while holding its lock.
-    indexes = list(_fk_indexes(apps, schema_editor))
-    if schema_editor.connection.vendor == "postgresql":
-        indexes += _like_indexes(apps, schema_editor)
-    for _model, _field, index in indexes:
-        schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(index)}")
-
-
-def create_indexes(apps, schema_editor):
-    for model, field, _index in _fk_indexes(apps, schema_editor):
-        schema_editor.execute(schema_editor._create_index_sql(model, fields=[field]))
-    if schema_editor.connection.vendor == "postgresql":
-        for model, field, _index in _like_indexes(apps, schema_editor):
-            schema_editor.execute(schema_editor._create_like_index_sql(model, field))
 
 
 class Migration(migrations.Migration):
@@ -71,6 +41,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            database_operations=[migrations.RunPython(drop_indexes, create_indexes, elidable=True)],
+            database_operations=[drop_indexes(APP, FK_INDEXES, LIKE_INDEXED)],
         ),
     ]
