@@ -85,6 +85,8 @@ def start() -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C while stopping must not leave the others running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         say("Stopping web, worker and beat")
         for process in processes.values():
             if process.poll() is None:
