@@ -363,26 +363,49 @@ def _languages(variant_ids: set[int]) -> dict[int, set[str]]:
     return found
 
 
-def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime | None = None) -> ChunkResult:
-    """Send one chunk of a campaign's queued recipients (ids first_id..last_id); safe to run twice."""
+CHUNK_RECHECKS = 5
+
+
+def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime | None = None,
+               recheck: int = 0) -> ChunkResult:
+    """Send one chunk of a campaign's queued recipients (ids first_id..last_id); safe to run twice.
+
+    Rows another transaction holds locked are skipped, not waited for: the
+    same chunk running twice, or for an instant another chunk's top-up, which
+    locks the rows it looks at. Those still queued afterwards are tried again
+    by the same task a moment later (``recheck``), so they do not wait for
+    the stale-queue reset.
+    """
     now = now or timezone.now()
     result = ChunkResult()
     campaign = Campaign.objects.select_related("topic").get(pk=campaign_id)
+    _send_chunk(campaign, first_id, last_id, now=now, result=result)
+    if recheck < CHUNK_RECHECKS and Recipient.objects.filter(
+            campaign_id=campaign_id, status=RecipientStatus.QUEUED, pk__gte=first_id, pk__lte=last_id).exists():
+        from campaigns.sending.tasks import send_chunk_task
+
+        transaction.on_commit(functools.partial(
+            send_chunk_task.apply_async, (campaign_id, first_id, last_id, recheck + 1), countdown=1 + recheck))
+    return result
+
+
+def _send_chunk(campaign: Campaign, first_id: int, last_id: int, *, now: dt.datetime, result: ChunkResult) -> None:
+    campaign_id = campaign.pk
     with transaction.atomic():
         claimed = list(Recipient.objects.select_for_update(skip_locked=True)
                        .filter(campaign_id=campaign_id, pk__gte=first_id, pk__lte=last_id,
                                status=RecipientStatus.QUEUED)
                        .values_list("pk", "subscriber_id", "variant_id", "attempts"))
         if not claimed:
-            return result
+            return
         ids = [row[0] for row in claimed]
         if campaign.status == CampaignStatus.PAUSED:
             Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.PENDING)
-            return result
+            return
         if campaign.status == CampaignStatus.CANCELLED:
             Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.SKIPPED, reason="campaign cancelled")
             result.skipped = len(ids)
-            return result
+            return
         # Read once for the gate and the content (pause and frequency; language and personalization).
         preferences = sending_preferences_for(subscriber_ids=[row[1] for row in claimed])
         to_send = _apply_policy(campaign, claimed, now=now, result=result, preferences=preferences)
@@ -390,7 +413,6 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
         _send(campaign, to_send, now=now, result=result, preferences=preferences)
     if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
         queue_due(campaign, now=timezone.now(), top_up=True)
-    return result
 
 
 def consent_grants(subscriber_ids: list[int]) -> dict[int, dict[str, str]]:

@@ -11,9 +11,9 @@ def dispatch_campaigns_task() -> None:
 
 
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def send_chunk_task(campaign_id: int, first_id: int, last_id: int) -> None:
+def send_chunk_task(campaign_id: int, first_id: int, last_id: int, recheck: int = 0) -> None:
     # Safe to run twice: only recipients still queued are claimed (SKIP LOCKED), deliveries are unique.
-    actions.send_chunk(campaign_id, first_id, last_id)
+    actions.send_chunk(campaign_id, first_id, last_id, recheck=recheck)
 
 
 @shared_task(ignore_result=True)

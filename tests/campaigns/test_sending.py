@@ -455,3 +455,31 @@ def test_a_finished_chunk_queues_one_more_after_the_last_queued_and_beat_fills_t
         assert actions.queue_due(campaign, now=NOON, top_up=True) == 0  # nothing due after the last queued
         assert actions.queue_due(campaign, now=NOON) == 1  # Beat's full pass finds the deferred one
         assert queued() == [ids[0], *ids[4:7]]
+
+
+def test_rows_a_chunk_could_not_claim_are_tried_again_shortly_a_bounded_number_of_times(
+        campaign, audience_member, monkeypatch, django_capture_on_commit_callbacks):
+    from campaigns.sending import tasks
+
+    audience_member(first_name="Ann")
+    _CLOCK["now"] = NOON
+    with django_capture_on_commit_callbacks():
+        actions.schedule_campaign(campaign, now=NOON)
+        actions.start_campaign(campaign, now=NOON)
+    recipient = Recipient.objects.get(campaign=campaign)
+    Recipient.objects.filter(pk=recipient.pk).update(status=RecipientStatus.QUEUED)
+    # Another transaction holds the row locked: the claim (SKIP LOCKED) gets nothing.
+    monkeypatch.setattr(actions, "_send_chunk", lambda *args, **kwargs: None)
+    scheduled = []
+    monkeypatch.setattr(tasks.send_chunk_task, "apply_async",
+                        lambda args, countdown: scheduled.append((args, countdown)))
+    for recheck in range(actions.CHUNK_RECHECKS + 1):
+        with django_capture_on_commit_callbacks(execute=True):
+            actions.send_chunk(campaign.pk, recipient.pk, recipient.pk, recheck=recheck)
+    assert scheduled == [((campaign.pk, recipient.pk, recipient.pk, n + 1), n + 1)
+                         for n in range(actions.CHUNK_RECHECKS)]  # then Beat's stale-queue reset takes over
+    monkeypatch.undo()
+    scheduled.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.send_chunk(campaign.pk, recipient.pk, recipient.pk, recheck=1)  # the lock is gone: sent
+    assert Recipient.objects.get(pk=recipient.pk).status == RecipientStatus.SENT and len(mail.outbox) == 1
