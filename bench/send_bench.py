@@ -67,10 +67,6 @@ TOPIC_SLUG = "bench-news"
 TEMPLATE = (Path(__file__).resolve().parent / "send_bench_template.html").read_text()
 
 
-
-
-
-
 def cpu_seconds(pid: int) -> float:
     """Return the CPU time (user + system) a process has used so far."""
     try:
@@ -78,10 +74,6 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-
-
 
 
 def prepare(percent: int) -> tuple[int, int]:

@@ -270,8 +270,6 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
     (each status change leaves a dead index entry behind); recipients due
     again at earlier ids (deferred, retried) wait for the next full pass.
     """
-    from campaigns.sending.tasks import send_chunk_task
-
     if not top_up:
         Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED,
                                  queued_at__lt=now - STALE_QUEUE).update(status=RecipientStatus.PENDING)
@@ -282,7 +280,7 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
                                            queued_at__gte=now - dt.timedelta(minutes=1)).count()
         if budget <= 0:
             return 0
-    size, chunks = settings.SEND_CHUNK_SIZE, 0
+    size = settings.SEND_CHUNK_SIZE
     due = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING, due_at__lte=now,
                                    variant__isnull=False)
     if top_up:
@@ -300,19 +298,27 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
     if limit <= 0:
         return 0
     ids = list(due.order_by("pk").values_list("pk", flat=True)[:limit])
-    for attempt in range(3):
-        claimed = 0
-        for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
-            claimed = Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
-                status=RecipientStatus.QUEUED, queued_at=now)
-            if claimed:
-                transaction.on_commit(functools.partial(send_chunk_task.delay, campaign.pk, chunk[0], chunk[-1]))
-                chunks += 1
-        if not top_up or claimed or not ids or attempt == 2:
+    chunks = _queue_chunks(campaign.pk, ids, size=size, now=now)
+    for _ in range(2):
+        if not top_up or chunks or not ids:
             break
         # Another finished chunk queued these same recipients a moment ago: take the next ones after them.
         ids = list(due.filter(pk__gt=ids[-1]).order_by("pk").values_list("pk", flat=True)[:limit])
+        chunks = _queue_chunks(campaign.pk, ids, size=size, now=now)
+    return chunks
+
+
+def _queue_chunks(campaign_id: int, ids: list[int], *, size: int, now: dt.datetime) -> int:
+    """Mark the still-pending of ``ids`` queued, ``size`` at a time, each chunk a task; return how many chunks."""
+    from campaigns.sending.tasks import send_chunk_task
+
+    chunks = 0
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        if Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
+                status=RecipientStatus.QUEUED, queued_at=now):
+            transaction.on_commit(functools.partial(send_chunk_task.delay, campaign_id, chunk[0], chunk[-1]))
+            chunks += 1
     return chunks
 
 
