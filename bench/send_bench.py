@@ -76,6 +76,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """Return the CPU time all of this machine's PostgreSQL processes have used, ended backends included.
+
+    The postmaster's children's time (cutime, cstime) holds the backends that
+    have exited; the live ones count their own. Take the difference of two
+    readings.
+    """
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if not head.endswith("(postgres"):
+            continue
+        fields = tail.split()
+        total += int(fields[11]) + int(fields[12])
+        parent = Path(f"/proc/{fields[1]}/comm")
+        if not (parent.exists() and parent.read_text().strip() == "postgres"):  # the postmaster
+            total += int(fields[13]) + int(fields[14])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def prepare(percent: int) -> tuple[int, int]:
     """Create the bench segment, topic, memberships and consents; return (campaign id, audience size)."""
     from django.db import connection
@@ -234,24 +257,32 @@ def main() -> int:
         last_vacuum = time.perf_counter()
         load_start = os.getloadavg()
         print("load average at the start: " + " ".join(f"{n:.2f}" for n in load_start), flush=True)
+        pg_cpu_start = postgres_cpu_seconds()
         t0 = time.monotonic()  # the same clock as the mock ESP's (CLOCK_MONOTONIC, machine-wide)
         actions.schedule_campaign(campaign)  # queues the dispatch task for a worker
-        last_beat = time.perf_counter()
+        last_beat = last_count = time.perf_counter()
         while True:
             time.sleep(3)
             for n, proc in workers.items():
                 for pid in (proc.pid, *children(proc.pid)):
                     peak[n] = max(peak[n], rss_mb(pid))
                     cpu[pid] = max(cpu.get(pid, 0.0), cpu_seconds(pid))
-            counts = dict(Recipient.objects.filter(campaign_id=campaign_id).values_list("status")
-                          .annotate(n=django.db.models.Count("pk")).values_list("status", "n"))
-            open_ = sum(counts.get(s, 0) for s in ("pending", "queued", "sending"))
-            done = sum(counts.values()) - open_
             campaign.refresh_from_db()
-            elapsed = time.monotonic() - t0
             esp_now = esp_stats(esp_url)
-            print(f"  {elapsed:6.1f} s  {campaign.status:<9} recipients {sum(counts.values()):>8,}  "
-                  f"done {done:>8,}  ESP accepted {esp_now['accepted']:>8,}  {counts}", flush=True)
+            finished = campaign.status in ("sent", "cancelled", "paused")
+            # Counting 800,000 rows by status is PostgreSQL work the sending competes with: every 15 s only.
+            if not finished and time.perf_counter() - last_count < 15 and not (
+                    args.kill and not killed and esp_now["accepted"] >= 0.4 * audience):
+                open_ = 1
+            else:
+                last_count = time.perf_counter()
+                counts = dict(Recipient.objects.filter(campaign_id=campaign_id).values_list("status")
+                              .annotate(n=django.db.models.Count("pk")).values_list("status", "n"))
+                open_ = sum(counts.get(s, 0) for s in ("pending", "queued", "sending"))
+                done = sum(counts.values()) - open_
+                print(f"  {time.monotonic() - t0:6.1f} s  {campaign.status:<9} recipients "
+                      f"{sum(counts.values()):>8,}  done {done:>8,}  ESP accepted {esp_now['accepted']:>8,}  "
+                      f"{counts}", flush=True)
             if args.kill and not killed and esp_now["accepted"] >= 0.4 * audience:
                 victim = workers[1]
                 for pid in (*children(victim.pid), victim.pid):
@@ -260,7 +291,7 @@ def main() -> int:
                 print(f"  killed worker 1 (SIGKILL) at {esp_now['accepted']:,} accepted; restarting it", flush=True)
                 workers[1] = subprocess.Popen([*worker_cmd, "-n", "bench1b@%h"], cwd=ROOT, env=env)
                 killed = True
-            if campaign.status in ("sent", "cancelled", "paused") and not open_:
+            if finished and not open_:
                 break
             if time.perf_counter() - last_beat >= args.beat_seconds:
                 actions.reconcile_sends()
@@ -270,6 +301,7 @@ def main() -> int:
                 vacuum()
                 last_vacuum = time.perf_counter()
         final = esp_stats(esp_url)
+        pg_cpu = postgres_cpu_seconds() - pg_cpu_start
         load_end = os.getloadavg()
         for proc in workers.values():
             for pid in (proc.pid, *children(proc.pid)):
@@ -288,17 +320,24 @@ def main() -> int:
     eligible = counts.get("sent", 0)
     span = (final["last_at"] - final["first_at"]) if final["first_at"] else 0
     end_to_end = final["last_at"] - t0 if final["last_at"] else 0
+    total = sum(counts.values())
     rate = eligible / end_to_end if end_to_end else 0
+    processed = total / end_to_end if end_to_end else 0
     print()
-    print(f"recipients: {sum(counts.values()):,} ({counts})")
-    print(f"end to end (schedule → last message accepted): {end_to_end:.1f} s, {rate:,.0f} recipients/s "
-          f"(ESP busy {span:.1f} s)  {'PASS' if rate >= GOAL_RATE else 'MISS'} (goal ≥ {GOAL_RATE:,})")
+    print(f"recipients: {total:,} ({counts})")
+    print(f"end to end (schedule → last message accepted): {end_to_end:.1f} s (ESP busy {span:.1f} s)")
+    print(f"  every recipient decided (sent, or skipped by the policy gate with its reason): {processed:,.0f} "
+          f"recipients/s  {'PASS' if processed >= GOAL_RATE else 'MISS'} (goal ≥ {GOAL_RATE:,})")
+    print(f"  messages sent: {rate:,.0f}/s  {'PASS' if rate >= GOAL_RATE else 'MISS'} (the same goal counted in "
+          f"messages)")
     print(f"renders/s per core: {renders['personalized']:,.0f}  "
           f"{'PASS' if renders['personalized'] >= GOAL_RENDERS else 'MISS'} (goal ≥ {GOAL_RENDERS:,})")
     print("peak RSS per worker (MB): " + ", ".join(f"worker {n}: {mb:.0f}" for n, mb in peak.items()))
     worker_cpu = sum(cpu.values())
     print(f"worker CPU: {worker_cpu:.1f} s in all, {worker_cpu / max(1, sum(counts.values())) * 1000:.2f} ms per "
           f"recipient processed (includes the policy gate, rendering and recording)")
+    print(f"PostgreSQL CPU: {pg_cpu:.1f} s in all, {pg_cpu / max(1, total) * 1000:.2f} ms per recipient processed "
+          f"(every postgres process on the machine, the bench's own queries and vacuums included)")
     print(f"ESP calls: {final['calls']:,} ({final['batch_calls']:,} batch calls), {final['received']:,} messages "
           f"received; load average start {' '.join(f'{n:.2f}' for n in load_start)}, end "
           f"{' '.join(f'{n:.2f}' for n in load_end)}")
@@ -308,8 +347,8 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     result = {"backend": backend, "chunk": args.chunk, "load_start": load_start, "load_end": load_end,
               "people": people, "audience": audience, "counts": counts, "end_to_end_s": round(end_to_end, 2),
-              "recipients_per_s": round(rate), "renders": renders, "peak_rss_mb": peak,
-              "worker_cpu_s": round(sum(cpu.values()), 1),
+              "recipients_per_s": round(processed), "sent_per_s": round(rate), "renders": renders, "peak_rss_mb": peak,
+              "worker_cpu_s": round(sum(cpu.values()), 1), "postgres_cpu_s": round(pg_cpu, 1),
               "esp": final, "killed": killed, "exact": exact}
     name = f"send_bench{'-batch' if args.batch else ''}{'-kill' if killed else ''}.json"
     (OUT / name).write_text(json.dumps(result, indent=2, default=str))

@@ -48,12 +48,12 @@ from campaigns.content.rendering import CompiledMessage
 from campaigns.models import Delivery, DeliveryStatus
 from campaigns.segments.compiler import BUCKET_MODULUS, bucket_multiplier
 from campaigns.sending import policy, sender
-from campaigns.sending.models import Recipient, RecipientGroup, RecipientStatus
+from campaigns.sending.models import Recipient, RecipientGroup, RecipientStatus, SendChunk
 from preferences.api import sending_preferences_for
 
 logger = logging.getLogger(__name__)
 
-OPEN = (RecipientStatus.PENDING, RecipientStatus.QUEUED, RecipientStatus.SENDING)
+OPEN = (RecipientStatus.PENDING, RecipientStatus.SENDING)
 EARLIEST_OFFSET = dt.timedelta(hours=14)  # the earliest time zone (UTC+14) starts this much before UTC
 STALE_QUEUE = dt.timedelta(minutes=10)
 
@@ -258,26 +258,31 @@ def dispatch_campaigns(*, now: dt.datetime | None = None) -> int:
     return queued
 
 
+@transaction.atomic
 def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> int:
-    """Queue a campaign's due recipients as chunk tasks, at most its throttle per minute.
+    """Queue a campaign's due recipients as chunk tasks, at most its throttle per minute; returns chunks queued.
 
-    Beat's dispatch makes the full pass: chunks queued too long ago go back
-    to pending, and the queue is filled to ``SEND_QUEUE_AHEAD`` chunks from
-    the first due recipient. A finished chunk frees one place and calls this
-    with ``top_up``: one more chunk, of the due recipients after the last one
-    queued. That reads a few index entries where the full pass reads every
-    recipient the campaign has moved on since the table was last vacuumed
-    (each status change leaves a dead index entry behind); recipients due
-    again at earlier ids (deferred, retried) wait for the next full pass.
+    A chunk is one ``SendChunk`` row (a range of recipient ids) and one task:
+    the recipients themselves are not written until the task claims them.
+    Beat's dispatch makes the full pass: chunks queued too long ago are
+    dropped (their task was lost; their recipients are still waiting), and
+    the queue is filled to ``SEND_QUEUE_AHEAD`` chunks with the due recipients
+    no open chunk covers. A finished chunk frees one place and calls this with
+    ``top_up``: one more chunk, of the due recipients after the last one
+    queued. That reads a few index entries; recipients due again at earlier
+    ids (deferred, retried) wait for the next full pass.
     """
+    # One queuer at a time per campaign (Beat's pass and each finished chunk's top-up), so no range is queued twice.
+    Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("pk", flat=True).first()
+    chunks = SendChunk.objects.filter(campaign=campaign)
     if not top_up:
-        Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED,
-                                 queued_at__lt=now - STALE_QUEUE).update(status=RecipientStatus.PENDING)
+        chunks.filter(queued_at__lt=now - STALE_QUEUE).delete()
     budget = campaign.throttle_per_minute
     if budget:
         budget -= Recipient.objects.filter(campaign=campaign, status__in=[RecipientStatus.SENT,
                                                                            RecipientStatus.SENDING],
                                            queued_at__gte=now - dt.timedelta(minutes=1)).count()
+        budget -= sum(last - first + 1 for first, last in chunks.values_list("first_id", "last_id"))
         if budget <= 0:
             return 0
     size = settings.SEND_CHUNK_SIZE
@@ -285,41 +290,33 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
                                    variant__isnull=False)
     if top_up:
         limit = size
-        last_queued = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED) \
-            .aggregate(last=Max("pk"))["last"]
+        last_queued = chunks.aggregate(last=Max("last_id"))["last"]
         if last_queued is not None:
             due = due.filter(pk__gt=last_queued)
     else:
         # Keep a bounded number of chunks queued ahead of the workers (each finished chunk tops it up), so a
         # big campaign never sits in the broker for longer than it takes to send that much.
-        limit = settings.SEND_QUEUE_AHEAD * size - Recipient.objects.filter(
-            campaign=campaign, status=RecipientStatus.QUEUED).count()
+        ranges = list(chunks.values_list("first_id", "last_id"))
+        limit = (settings.SEND_QUEUE_AHEAD - len(ranges)) * size
+        for first, last in ranges:
+            due = due.exclude(pk__gte=first, pk__lte=last)
     limit = min(budget, limit) if budget else limit
     if limit <= 0:
         return 0
     ids = list(due.order_by("pk").values_list("pk", flat=True)[:limit])
-    chunks = _queue_chunks(campaign.pk, ids, size=size, now=now)
-    for _ in range(2):
-        if not top_up or chunks or not ids:
-            break
-        # Another finished chunk queued these same recipients a moment ago: take the next ones after them.
-        ids = list(due.filter(pk__gt=ids[-1]).order_by("pk").values_list("pk", flat=True)[:limit])
-        chunks = _queue_chunks(campaign.pk, ids, size=size, now=now)
-    return chunks
+    return _queue_chunks(campaign.pk, ids, size=size, now=now)
 
 
 def _queue_chunks(campaign_id: int, ids: list[int], *, size: int, now: dt.datetime) -> int:
-    """Mark the still-pending of ``ids`` queued, ``size`` at a time, each chunk a task; return how many chunks."""
+    """Queue ``ids`` (ascending) as chunks of ``size``: a ``SendChunk`` row and a task each; return how many."""
     from campaigns.sending.tasks import send_chunk_task
 
-    chunks = 0
-    for start in range(0, len(ids), size):
-        chunk = ids[start:start + size]
-        if Recipient.objects.filter(pk__in=chunk, status=RecipientStatus.PENDING).update(
-                status=RecipientStatus.QUEUED, queued_at=now):
-            transaction.on_commit(functools.partial(send_chunk_task.delay, campaign_id, chunk[0], chunk[-1]))
-            chunks += 1
-    return chunks
+    ranges = [(ids[start], ids[min(start + size, len(ids)) - 1]) for start in range(0, len(ids), size)]
+    made = SendChunk.objects.bulk_create(
+        [SendChunk(campaign_id=campaign_id, first_id=first, last_id=last, queued_at=now) for first, last in ranges])
+    for chunk in made:
+        transaction.on_commit(functools.partial(send_chunk_task.delay, campaign_id, chunk.first_id, chunk.last_id))
+    return len(made)
 
 
 def _open(campaign: Campaign, group: str | None = None) -> bool:
@@ -369,56 +366,58 @@ def _languages(variant_ids: set[int]) -> dict[int, set[str]]:
     return found
 
 
-CHUNK_RECHECKS = 5
+def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime | None = None) -> ChunkResult:
+    """Send one chunk: a campaign's due recipients with ids first_id..last_id; safe to run twice.
 
-
-def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime | None = None,
-               recheck: int = 0) -> ChunkResult:
-    """Send one chunk of a campaign's queued recipients (ids first_id..last_id); safe to run twice.
-
-    Rows another transaction holds locked are skipped, not waited for: the
-    same chunk running twice, or for an instant another chunk's top-up, which
-    locks the rows it looks at. Those still queued afterwards are tried again
-    by the same task a moment later (``recheck``), so they do not wait for
-    the stale-queue reset.
+    The claim takes only recipients still waiting and skips rows another
+    transaction holds locked (the same chunk running twice), so no one is
+    claimed twice. The chunk's row goes when it has run; anyone in its range
+    still waiting then is queued again by Beat's next pass.
     """
     now = now or timezone.now()
     result = ChunkResult()
     campaign = Campaign.objects.select_related("topic").get(pk=campaign_id)
     _send_chunk(campaign, first_id, last_id, now=now, result=result)
-    if recheck < CHUNK_RECHECKS and Recipient.objects.filter(
-            campaign_id=campaign_id, status=RecipientStatus.QUEUED, pk__gte=first_id, pk__lte=last_id).exists():
-        from campaigns.sending.tasks import send_chunk_task
-
-        transaction.on_commit(functools.partial(
-            send_chunk_task.apply_async, (campaign_id, first_id, last_id, recheck + 1), countdown=1 + recheck))
+    with transaction.atomic():
+        SendChunk.objects.filter(campaign_id=campaign_id, first_id=first_id, last_id=last_id).delete()
+        if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
+            queue_due(campaign, now=timezone.now(), top_up=True)
     return result
 
 
+def _claim(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime) -> list[tuple[int, int, int, int]]:
+    """Mark the due, waiting recipients of a range as handed to the sender; return (id, person, variant, attempts).
+
+    One statement on PostgreSQL: it locks and updates each row once.
+    """
+    waiting = Recipient.objects.filter(campaign_id=campaign_id, pk__gte=first_id, pk__lte=last_id,
+                                       status=RecipientStatus.PENDING, due_at__lte=now, variant__isnull=False)
+    if connection.vendor == "postgresql":
+        sql, params = (waiting.select_for_update(skip_locked=True).values("pk").query.sql_with_params())
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE campaigns_recipient SET status = %s, queued_at = %s WHERE id IN ({sql}) "
+                           "RETURNING id, subscriber_id, variant_id, attempts",
+                           [RecipientStatus.SENDING, now, *params])
+            return sorted(cursor.fetchall())
+    claimed = list(waiting.select_for_update(skip_locked=True).order_by("pk")
+                   .values_list("pk", "subscriber_id", "variant_id", "attempts"))
+    Recipient.objects.filter(pk__in=[row[0] for row in claimed]).update(status=RecipientStatus.SENDING,
+                                                                         queued_at=now)
+    return claimed
+
+
 def _send_chunk(campaign: Campaign, first_id: int, last_id: int, *, now: dt.datetime, result: ChunkResult) -> None:
-    campaign_id = campaign.pk
+    if campaign.status not in (CampaignStatus.SENDING, CampaignStatus.TESTING):
+        return  # paused: its recipients wait for the resume; cancelled: they were skipped
     with transaction.atomic():
-        claimed = list(Recipient.objects.select_for_update(skip_locked=True)
-                       .filter(campaign_id=campaign_id, pk__gte=first_id, pk__lte=last_id,
-                               status=RecipientStatus.QUEUED)
-                       .values_list("pk", "subscriber_id", "variant_id", "attempts"))
+        claimed = _claim(campaign.pk, first_id, last_id, now=now)
         if not claimed:
-            return
-        ids = [row[0] for row in claimed]
-        if campaign.status == CampaignStatus.PAUSED:
-            Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.PENDING)
-            return
-        if campaign.status == CampaignStatus.CANCELLED:
-            Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.SKIPPED, reason="campaign cancelled")
-            result.skipped = len(ids)
             return
         # Read once for the gate and the content (pause and frequency; language and personalization).
         preferences = sending_preferences_for(subscriber_ids=[row[1] for row in claimed])
         to_send = _apply_policy(campaign, claimed, now=now, result=result, preferences=preferences)
     if to_send:
         _send(campaign, to_send, now=now, result=result, preferences=preferences)
-    if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
-        queue_due(campaign, now=timezone.now(), top_up=True)
 
 
 def consent_grants(subscriber_ids: list[int]) -> dict[int, dict[str, str]]:
@@ -493,8 +492,8 @@ def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], 
             Recipient.objects.filter(pk=r[0]).update(status=RecipientStatus.SENT, delivery_id=delivery_id)
             continue
         out.append((r[0], r[1], r[2], delivery_id))
-    # Handed to the ESP from here on: a crash now is resolved by reconcile_sends, never by resending blindly.
-    _set_recipients([(r[0], r[3]) for r in out], status=RecipientStatus.SENDING, queued_at=now)
+    # The claim marked them handed to the ESP: from this commit on, a crash is resolved by reconcile_sends (which
+    # finds each one's delivery by message and person), never by resending blindly.
     return out
 
 
@@ -620,10 +619,11 @@ def _record(campaign: Campaign, order: list[tuple[int, int]], outcomes: list[sen
             transient.append((recipient_id, delivery_id, outcome.detail))
     with transaction.atomic():
         delivery_actions.record_sent_many([(d, m) for _, d, m in accepted], esp_name=esp_name(), sent_at=now)
-        _update_recipients([r for r, _, _ in accepted], status=RecipientStatus.SENT, reason="")
+        _set_recipients([(r, d) for r, d, _ in accepted], status=RecipientStatus.SENT)
         delivery_actions.record_failed_many([(d, why) for _, d, why in rejected], rejected=True)
-        for recipient_id, _, why in rejected:
-            Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.FAILED, reason=why[:300])
+        for recipient_id, delivery_id, why in rejected:
+            Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.FAILED, reason=why[:300],
+                                                             delivery_id=delivery_id)
         for recipient_id, delivery_id, why in transient:
             _retry_later(recipient_id, delivery_id, why, now=now, result=result)
     result.sent += len(accepted)
@@ -645,13 +645,15 @@ def _retry_later(recipient_id: int, delivery_id: int, why: str, *, now: dt.datet
     attempts = row + 1
     if attempts >= settings.SEND_MAX_ATTEMPTS:
         Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.FAILED, attempts=attempts,
-                                                         reason=f"gave up after {attempts} tries: {why}"[:300])
+                                                         reason=f"gave up after {attempts} tries: {why}"[:300],
+                                                         delivery_id=delivery_id)
         delivery_actions.record_failed_many([(delivery_id, why)], rejected=False)
         result.failed += 1
         return
     backoff = dt.timedelta(seconds=min(3600, settings.SEND_RETRY_SECONDS * 2 ** (attempts - 1)))
     Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.PENDING, attempts=attempts,
-                                                     due_at=now + backoff, reason=f"will retry: {why}"[:300])
+                                                     due_at=now + backoff, reason=f"will retry: {why}"[:300],
+                                                     delivery_id=delivery_id)
     result.retrying += 1
 
 
@@ -682,6 +684,7 @@ def reconcile_sends(*, now: dt.datetime | None = None) -> tuple[int, int]:
     now = now or timezone.now()
     cutoff = now - dt.timedelta(seconds=settings.SEND_RECONCILE_SECONDS)
     stalled = Recipient.objects.filter(status=RecipientStatus.SENDING, queued_at__lt=cutoff)
+    _find_deliveries(stalled.filter(delivery__isnull=True))
     reached = Q(delivery__sent_at__isnull=False) | Q(delivery__status__in=[
         DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.OPENED, DeliveryStatus.CLICKED,
         DeliveryStatus.SOFT_BOUNCED, DeliveryStatus.BOUNCED, DeliveryStatus.COMPLAINED, DeliveryStatus.UNSUBSCRIBED])
@@ -699,6 +702,27 @@ def reconcile_sends(*, now: dt.datetime | None = None) -> tuple[int, int]:
     if confirmed or again:
         logger.info("Reconciled sends: %s confirmed by the ESP, %s queued again", confirmed, len(again))
     return confirmed, len(again)
+
+
+def _find_deliveries(recipients: Any) -> None:
+    """Set the delivery of recipients handed to the ESP by a chunk that never recorded the answer.
+
+    Their deliveries were created in the claim's transaction, one per message
+    and person. Any without one (none are expected) go back to waiting: they
+    never reached the ESP.
+    """
+    rows = list(recipients.values_list("pk", "campaign_id", "variant_id", "subscriber_id"))
+    for start in range(0, len(rows), 1000):
+        part = rows[start:start + 1000]
+        keys = {message_key(campaign_id, variant_id) for _, campaign_id, variant_id, _ in part}
+        found = {(key, person): pk for pk, key, person in Delivery.objects.filter(
+            message_key__in=keys, subscriber_id__in=[row[3] for row in part]).values_list(
+            "pk", "message_key", "subscriber_id")}
+        pairs = [(pk, found[(message_key(c, v), person)]) for pk, c, v, person in part
+                 if (message_key(c, v), person) in found]
+        _set_recipients(pairs, status=RecipientStatus.SENDING)
+        lost = [row[0] for row in part if (message_key(row[1], row[2]), row[3]) not in found]
+        _update_recipients(lost, status=RecipientStatus.PENDING, reason="")
 
 
 # --- Pause, resume, cancel, winners -----------------------------------------------------------
@@ -733,7 +757,8 @@ def cancel_campaign(campaign: Campaign) -> int:
     """Stop a campaign for good; recipients not yet sent are skipped. Returns how many were left unsent."""
     Campaign.objects.filter(pk=campaign.pk).exclude(status__in=[CampaignStatus.SENT, CampaignStatus.CANCELLED]) \
         .update(status=CampaignStatus.CANCELLED, finished_at=timezone.now(), status_note="Cancelled by staff.")
-    return Recipient.objects.filter(campaign=campaign, status__in=[RecipientStatus.PENDING, RecipientStatus.QUEUED]) \
+    SendChunk.objects.filter(campaign=campaign).delete()
+    return Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING) \
         .update(status=RecipientStatus.SKIPPED, reason="campaign cancelled")
 
 

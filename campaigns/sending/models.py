@@ -14,7 +14,6 @@ class RecipientGroup(models.TextChoices):
 
 class RecipientStatus(models.TextChoices):
     PENDING = "pending", "Waiting"
-    QUEUED = "queued", "Queued for a worker"
     SENDING = "sending", "Handed to the ESP"
     SENT = "sent", "Sent"
     SKIPPED = "skipped", "Skipped"
@@ -55,3 +54,21 @@ class Recipient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} in campaign {self.campaign_id}"
+
+
+class SendChunk(models.Model):
+    """A range of a campaign's recipients handed to a worker as one task, until that task has run.
+
+    Queueing writes this one row, not each recipient's: the task claims the
+    range's due recipients itself. Open chunks say which ranges are taken;
+    one whose task never ran is dropped after a while, and its recipients,
+    still waiting, are queued again.
+    """
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField()
+    queued_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"recipients {self.first_id}–{self.last_id} of campaign {self.campaign_id}"

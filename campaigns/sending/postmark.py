@@ -38,6 +38,7 @@ several messages at once:
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import re
@@ -51,6 +52,7 @@ from anymail.backends.postmark import PostmarkPayload
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
 from anymail.message import AnymailRecipientStatus, AnymailStatus
 from anymail.utils import CaseInsensitiveCasePreservingDict, EmailAddress, parse_address_list
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict
 from requests.structures import CaseInsensitiveDict
 
 # (message, Anymail's payload for it, the JSON body Anymail would post to /email)
@@ -233,11 +235,37 @@ def _plainly_sent(payload: Any, answer: Any) -> CaseInsensitiveCasePreservingDic
 
 
 class _AnswerResponse(requests.Response):
-    """One message's answer in a batch, as a single send's response; its JSON body is written when first read."""
+    """One message's answer in a batch, as a single send's response; its JSON body is written when first read.
 
-    def __init__(self, answer: Any):
-        super().__init__()
+    ``requests.Response.__init__``'s attributes are set here without its
+    cookie jar (a lock and a dict per message), which is made when first read.
+    """
+
+    def __init__(self, answer: Any):  # noqa: D107 - no super().__init__(): see the class
+        self._content: bytes | bool = False
+        self._content_consumed = False
+        self._next = None
+        self.status_code: int | None = None  # type: ignore[assignment]
+        self.headers = CaseInsensitiveDict()
+        self.raw = None
+        self.url: str | None = None  # type: ignore[assignment]
+        self.encoding: str | None = None
+        self.history: list[requests.Response] = []
+        self.reason: str | None = None  # type: ignore[assignment]
+        self.elapsed = datetime.timedelta(0)
+        self.request = None
+        self._cookies: RequestsCookieJar | None = None
         self._answer = answer
+
+    @property
+    def cookies(self) -> RequestsCookieJar:  # type: ignore[override]
+        if self._cookies is None:
+            self._cookies = cookiejar_from_dict({})
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, jar: RequestsCookieJar) -> None:
+        self._cookies = jar
 
     @property
     def content(self) -> bytes:  # type: ignore[override]

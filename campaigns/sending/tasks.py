@@ -11,9 +11,10 @@ def dispatch_campaigns_task() -> None:
 
 
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def send_chunk_task(campaign_id: int, first_id: int, last_id: int, recheck: int = 0) -> None:
-    # Safe to run twice: only recipients still queued are claimed (SKIP LOCKED), deliveries are unique.
-    actions.send_chunk(campaign_id, first_id, last_id, recheck=recheck)
+def send_chunk_task(campaign_id: int, first_id: int, last_id: int, *_: int) -> None:
+    # Safe to run twice: only recipients still waiting are claimed (SKIP LOCKED), deliveries are unique.
+    # (A fourth argument, from tasks queued by earlier versions, is ignored.)
+    actions.send_chunk(campaign_id, first_id, last_id)
 
 
 @shared_task(ignore_result=True)

@@ -14,6 +14,7 @@ from campaigns.models import Delivery, DeliveryStatus, MessageStats
 from campaigns.segments.models import Segment
 from campaigns.sending import actions, results
 from campaigns.sending.models import Recipient, RecipientStatus
+from campaigns.sending.tasks import send_chunk_task
 from preferences import actions as preference_actions
 from subscribers.actions import ConsentEvidence
 from subscribers.models import ConsentMethod, Subscriber
@@ -112,7 +113,7 @@ def test_running_again_sends_nothing_twice(campaign, audience_member, django_cap
     campaign = run(campaign, django_capture_on_commit_callbacks)
     assert len(mail.outbox) == 4
     first, last = Recipient.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True)[::3]
-    Recipient.objects.filter(campaign=campaign).update(status=RecipientStatus.QUEUED)  # a redelivered task
+    Recipient.objects.filter(campaign=campaign).update(status=RecipientStatus.PENDING)  # as if never recorded
     actions.send_chunk(campaign.pk, first, last + 10, now=NOON)
     actions.start_campaign(campaign, now=NOON)
     assert len(mail.outbox) == 4
@@ -194,13 +195,12 @@ def test_esp_outage_retries_then_pauses_and_resume_finishes_without_duplicates(
     campaign = run(campaign, django_capture_on_commit_callbacks)
     assert campaign.status == CampaignStatus.PAUSED and "ESP failed 2 times in a row" in campaign.status_note
     waiting = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING)
-    assert waiting.count() + Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED).count() == 7
+    assert waiting.count() == 7
     assert all(r.attempts <= 1 for r in waiting)
     flaky.down = False
     with django_capture_on_commit_callbacks(execute=True):
         assert actions.resume_campaign(campaign)
     later = NOON + dt.timedelta(minutes=30)
-    Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED).update(status=RecipientStatus.PENDING)
     campaign = run(campaign, django_capture_on_commit_callbacks, now=later)
     assert campaign.status == CampaignStatus.SENT
     assert sorted(flaky.calls) == sorted(p.email for p in people)
@@ -223,7 +223,6 @@ def test_a_crashed_send_is_resolved_by_the_esps_events_before_any_resend(campaig
         actions.schedule_campaign(campaign, now=NOON)
     actions.start_campaign(campaign, now=NOON)
     ids = list(Recipient.objects.filter(campaign=campaign).values_list("pk", flat=True))
-    Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.QUEUED, queued_at=NOON)
     with transaction_claim(campaign, ids):
         pass  # the worker handed both to the ESP, then died before recording anything
     assert set(Recipient.objects.values_list("status", flat=True)) == {RecipientStatus.SENDING}
@@ -245,11 +244,10 @@ class transaction_claim:
     def __enter__(self):
         from django.db import transaction
 
-        from campaigns.sending.actions import ChunkResult, _apply_policy
+        from campaigns.sending.actions import ChunkResult, _apply_policy, _claim
 
         with transaction.atomic():
-            claimed = list(Recipient.objects.filter(pk__in=self.ids).values_list("pk", "subscriber_id", "variant_id",
-                                                                                  "attempts"))
+            claimed = _claim(self.campaign.pk, min(self.ids), max(self.ids), now=NOON)
             _apply_policy(self.campaign, claimed, now=NOON, result=ChunkResult())
 
     def __exit__(self, *exc):
@@ -369,7 +367,6 @@ def test_after_a_crash_the_esp_is_asked_what_it_accepted(campaign, audience_memb
         actions.schedule_campaign(campaign, now=NOON)
     actions.start_campaign(campaign, now=NOON)
     ids = list(Recipient.objects.filter(campaign=campaign).values_list("pk", flat=True))
-    Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.QUEUED, queued_at=NOON)
     with transaction_claim(campaign, ids):
         pass  # handed to the ESP, then the worker died
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
@@ -428,11 +425,13 @@ def test_a_chunk_reads_the_sending_preferences_once_for_the_gate_and_the_content
 
 def test_a_finished_chunk_queues_one_more_after_the_last_queued_and_beat_fills_the_rest(
         campaign, audience_member, settings, django_capture_on_commit_callbacks):
+    from campaigns.sending.models import SendChunk
+
     settings.SEND_CHUNK_SIZE, settings.SEND_QUEUE_AHEAD = 2, 2
     for n in range(7):
         audience_member(first_name=f"P{n}")
     _CLOCK["now"] = NOON
-    with django_capture_on_commit_callbacks():  # the tasks are not run: only what is queued is looked at
+    with django_capture_on_commit_callbacks() as tasks:  # the tasks are not run: only what is queued is looked at
         actions.schedule_campaign(campaign, now=NOON)
         actions.start_campaign(campaign, now=NOON)
         campaign.refresh_from_db()
@@ -440,46 +439,68 @@ def test_a_finished_chunk_queues_one_more_after_the_last_queued_and_beat_fills_t
         ids = list(Recipient.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True))
 
         def queued():
-            return list(Recipient.objects.filter(campaign=campaign, status=RecipientStatus.QUEUED)
-                        .order_by("pk").values_list("pk", flat=True))
+            return sorted(pk for first, last in SendChunk.objects.filter(campaign=campaign)
+                          .values_list("first_id", "last_id") for pk in ids if first <= pk <= last)
+
+        def done(first, last):
+            SendChunk.objects.filter(campaign=campaign, first_id=first, last_id=last).delete()
 
         assert queued() == ids[:4]
+        assert Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING).count() == 7  # unwritten
         # The first chunk is done; one of its people was deferred (due again at an earlier id than the queue).
-        Recipient.objects.filter(pk=ids[0]).update(status=RecipientStatus.PENDING)
         Recipient.objects.filter(pk=ids[1]).update(status=RecipientStatus.SENT)
+        done(ids[0], ids[1])
         assert actions.queue_due(campaign, now=NOON, top_up=True) == 1
         assert queued() == ids[2:6]  # one chunk, after the last one queued
         assert actions.queue_due(campaign, now=NOON, top_up=True) == 1
         assert queued() == ids[2:7]  # the last one (a chunk of one)
         Recipient.objects.filter(pk__in=ids[2:4]).update(status=RecipientStatus.SENT)
+        done(ids[2], ids[3])
         assert actions.queue_due(campaign, now=NOON, top_up=True) == 0  # nothing due after the last queued
-        assert actions.queue_due(campaign, now=NOON) == 1  # Beat's full pass finds the deferred one
-        assert queued() == [ids[0], *ids[4:7]]
+        Recipient.objects.filter(pk=ids[6]).update(status=RecipientStatus.SENT)
+        done(ids[6], ids[6])
+        assert actions.queue_due(campaign, now=NOON) == 1  # Beat's full pass finds the deferred one, and only it
+        assert queued() == [ids[0], *ids[4:6]]
+    assert sum(1 for task in tasks if getattr(task, "func", None) == send_chunk_task.delay) == 5
 
 
-def test_rows_a_chunk_could_not_claim_are_tried_again_shortly_a_bounded_number_of_times(
+def test_a_lost_chunk_is_dropped_after_a_while_and_its_recipients_queued_again(
+        campaign, audience_member, settings, django_capture_on_commit_callbacks):
+    from campaigns.sending.models import SendChunk
+
+    for n in range(3):
+        audience_member(first_name=f"P{n}")
+    _CLOCK["now"] = NOON
+    with django_capture_on_commit_callbacks():  # the tasks never run: the broker lost them
+        actions.schedule_campaign(campaign, now=NOON)
+        actions.start_campaign(campaign, now=NOON)
+        campaign.refresh_from_db()
+        assert actions.queue_due(campaign, now=NOON) == 1
+        assert actions.queue_due(campaign, now=NOON + dt.timedelta(minutes=5)) == 0  # still covered by its chunk
+        later = NOON + actions.STALE_QUEUE + dt.timedelta(minutes=1)
+        assert actions.queue_due(campaign, now=later) == 1
+    assert list(SendChunk.objects.filter(campaign=campaign).values_list("queued_at", flat=True)) == [later]
+
+
+def test_recipients_a_chunk_could_not_claim_are_queued_again(
         campaign, audience_member, monkeypatch, django_capture_on_commit_callbacks):
-    from campaigns.sending import tasks
+    from campaigns.sending.models import SendChunk
 
     audience_member(first_name="Ann")
     _CLOCK["now"] = NOON
     with django_capture_on_commit_callbacks():
         actions.schedule_campaign(campaign, now=NOON)
         actions.start_campaign(campaign, now=NOON)
+        campaign.refresh_from_db()
+        assert actions.queue_due(campaign, now=NOON) == 1
     recipient = Recipient.objects.get(campaign=campaign)
-    Recipient.objects.filter(pk=recipient.pk).update(status=RecipientStatus.QUEUED)
-    # Another transaction holds the row locked: the claim (SKIP LOCKED) gets nothing.
+    # Another transaction held the row locked: the claim (SKIP LOCKED) got nothing.
     monkeypatch.setattr(actions, "_send_chunk", lambda *args, **kwargs: None)
-    scheduled = []
-    monkeypatch.setattr(tasks.send_chunk_task, "apply_async",
-                        lambda args, countdown: scheduled.append((args, countdown)))
-    for recheck in range(actions.CHUNK_RECHECKS + 1):
-        with django_capture_on_commit_callbacks(execute=True):
-            actions.send_chunk(campaign.pk, recipient.pk, recipient.pk, recheck=recheck)
-    assert scheduled == [((campaign.pk, recipient.pk, recipient.pk, n + 1), n + 1)
-                         for n in range(actions.CHUNK_RECHECKS)]  # then Beat's stale-queue reset takes over
-    monkeypatch.undo()
-    scheduled.clear()
-    with django_capture_on_commit_callbacks(execute=True):
-        actions.send_chunk(campaign.pk, recipient.pk, recipient.pk, recheck=1)  # the lock is gone: sent
-    assert Recipient.objects.get(pk=recipient.pk).status == RecipientStatus.SENT and len(mail.outbox) == 1
+    first = SendChunk.objects.get()
+    with django_capture_on_commit_callbacks() as tasks:
+        actions.send_chunk(campaign.pk, recipient.pk, recipient.pk, now=NOON)
+    # The chunk is done; its top-up found the recipient still waiting and queued it again.
+    again = SendChunk.objects.get()
+    assert again.pk != first.pk and (again.first_id, again.last_id) == (recipient.pk, recipient.pk)
+    assert [task.args for task in tasks] == [(campaign.pk, recipient.pk, recipient.pk)]
+    assert Recipient.objects.get(pk=recipient.pk).status == RecipientStatus.PENDING
