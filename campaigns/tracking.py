@@ -84,12 +84,21 @@ def read_open_token(token: str) -> int | None:
 def click_token(delivery_id: int, url: str) -> str:
     if not is_trackable_url(url):
         raise ValueError(f"Only http and https links can be tracked, not {url!r}")
+    return _click_token(_signer_key(CLICK_SALT, settings.SECRET_KEY), delivery_id, _json_string(url))
+
+
+def _click_token(key: bytes, delivery_id: int, url_json: str) -> str:
     # The same token as signing.Signer(salt=CLICK_SALT).sign_object([delivery_id, url]) (read_click_token
     # checks it with Django's signer), made with the derived HMAC key computed once instead of per link:
     # a campaign signs several links per message. Not compressed: zlib cost more than all the rest.
-    payload = signing.b64_encode(json.dumps([delivery_id, url], separators=(",", ":")).encode("latin-1")).decode()
-    mac = hmac.digest(_signer_key(CLICK_SALT, settings.SECRET_KEY), payload.encode(), "sha256")
-    return f"{payload}:{signing.b64_encode(mac).decode()}"
+    payload = signing.b64_encode(f"[{delivery_id},{url_json}]".encode("latin-1"))
+    return f"{payload.decode()}:{signing.b64_encode(hmac.digest(key, payload, 'sha256')).decode()}"
+
+
+@lru_cache(maxsize=4096)
+def _json_string(url: str) -> str:
+    """Return a URL as a JSON string, as json.dumps writes it inside a list (kept: a campaign repeats its links)."""
+    return json.dumps(url)
 
 
 @lru_cache(maxsize=8)
@@ -159,12 +168,17 @@ def add_tracking(html_body: str, *, delivery_id: int, base_url: str | None = Non
     (mailto:, tel:, anchors) are left alone.
     """
 
+    base = settings.TRACKING_BASE_URL if base_url is None else base_url.rstrip("/")
+    key = _signer_key(CLICK_SALT, settings.SECRET_KEY)
+    before, after = _route("campaigns:click_redirect")
+
     def rewrite(match: re.Match[str]) -> str:
         tag_start, quote, raw = match.groups()
-        url = html.unescape(raw).strip()
-        if _NO_TRACK.search(match.group(0)) or not is_trackable_url(url):
+        url_json = _trackable_link(raw)
+        if url_json is None or ("no-track" in match.group(0).lower() and _NO_TRACK.search(match.group(0))):
             return match.group(0)
-        return f"{tag_start}{quote}{html.escape(click_url(delivery_id, url, base_url=base_url))}{quote}"
+        # click_url(), with what is the same for every link read once: the token is URL- and HTML-safe.
+        return f"{tag_start}{quote}{html.escape(base)}{before}{_click_token(key, delivery_id, url_json)}{after}{quote}"
 
     tracked = _HREF.sub(rewrite, html_body)
     pixel = (
@@ -176,6 +190,13 @@ def add_tracking(html_body: str, *, delivery_id: int, base_url: str | None = Non
         at = ends[-1].start()
         return tracked[:at] + pixel + tracked[at:]
     return tracked + pixel
+
+
+@lru_cache(maxsize=4096)
+def _trackable_link(raw: str) -> str | None:
+    """Return an href's destination as a JSON string if it is a web link to track, else None (kept per href)."""
+    url = html.unescape(raw).strip()
+    return _json_string(url) if is_trackable_url(url) else None
 
 
 # --- Machine opens and clicks ---------------------------------------------
