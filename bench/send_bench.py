@@ -5,7 +5,7 @@
     .venv/bin/python bench/send_bench.py --database-url postgres://postgres@127.0.0.1:5432/marketing_segbench
     .venv/bin/python bench/send_bench.py ... --kill --segment-percent 20     # crash one worker mid-send
     .venv/bin/python bench/send_bench.py ... --batch     # Postmark's batch API: 500 messages per call
-    .venv/bin/python bench/send_bench.py ... --processes 2   # two processes per worker (its --concurrency)
+    .venv/bin/python bench/send_bench.py ... --processes 1   # one process per worker (default 2: its --concurrency)
 
 The database must hold demo data (``seed_demo --subscribers 1000000``). The
 script:
@@ -19,7 +19,7 @@ script:
    without personalization, printing the ratio;
 3. starts a mock Postmark API (``tests/mock_esp.py``) answering each call after
    ``--latency`` seconds and counting what it accepts per delivery id, and
-   ``--workers`` Celery workers (one process each, ``SEND_CONCURRENCY`` ESP
+   ``--workers`` Celery workers (``--processes`` each, ``SEND_CONCURRENCY`` ESP
    calls in flight) on Redis with Anymail's real Postmark backend, or with
    ``--batch`` our subclass of it, ``campaigns.sending.postmark`` (the same
    payloads, up to 500 per ``email/batch`` call);
@@ -182,8 +182,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64, help="ESP calls in flight per worker process")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="processes per Celery worker (its --concurrency): chunks one worker runs at once")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="processes per Celery worker (its --concurrency): chunks one worker runs at once; "
+                             "the Procfile's worker runs 4 (WORKER_CONCURRENCY)")
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--kill", action="store_true", help="kill -9 one worker at ~40%% and restart it")
     parser.add_argument("--beat-seconds", type=float, default=5, help="how often the bench runs dispatch/recovery")

@@ -424,11 +424,13 @@ def consent_grants(subscriber_ids: list[int]) -> dict[int, dict[str, str]]:
     """Return each person's latest email-marketing grant (when, how, which notice), for a delivery's “why”."""
     from subscribers.models import ConsentRecord
 
+    grants = ConsentRecord.objects.filter(subscriber_id__in=subscriber_ids, purpose="email_marketing", granted=True)
+    if connection.features.can_distinct_on_fields:  # PostgreSQL: only each person's latest grant is read
+        grants = grants.order_by("subscriber_id", "-occurred_at", "-id").distinct("subscriber_id")
+    else:
+        grants = grants.order_by("subscriber_id", "occurred_at", "id")  # the latest one is kept, below
     consents: dict[int, dict[str, str]] = {}
-    for pk, at, method, notice in (ConsentRecord.objects.filter(subscriber_id__in=subscriber_ids,
-                                                                purpose="email_marketing", granted=True)
-                                   .order_by("subscriber_id", "occurred_at")
-                                   .values_list("subscriber_id", "occurred_at", "method", "notice_version")):
+    for pk, at, method, notice in grants.values_list("subscriber_id", "occurred_at", "method", "notice_version"):
         consents[pk] = {"granted_at": at.isoformat(), "method": method, "notice": notice}
     return consents
 

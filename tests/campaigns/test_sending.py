@@ -504,3 +504,16 @@ def test_recipients_a_chunk_could_not_claim_are_queued_again(
     assert again.pk != first.pk and (again.first_id, again.last_id) == (recipient.pk, recipient.pk)
     assert [task.args for task in tasks] == [(campaign.pk, recipient.pk, recipient.pk)]
     assert Recipient.objects.get(pk=recipient.pk).status == RecipientStatus.PENDING
+
+
+def test_why_names_each_persons_latest_marketing_grant(audience_member):
+    from subscribers.models import ConsentRecord
+
+    ann, ben = audience_member(first_name="Ann"), audience_member(first_name="Ben")
+    ConsentRecord.objects.create(subscriber=ann, purpose="email_marketing", granted=True, method="preference_center",
+                                 occurred_at=NOON - dt.timedelta(days=2), notice_version="v2")
+    ConsentRecord.objects.create(subscriber=ann, purpose="email_marketing", granted=False, method="form",
+                                 occurred_at=NOON - dt.timedelta(days=1), notice_version="v3")  # a withdrawal
+    grants = actions.consent_grants([ann.pk, ben.pk])
+    assert grants[ann.pk]["notice"] == "v2" and grants[ann.pk]["method"] == "preference_center"
+    assert grants[ben.pk]["notice"] == "v1" and grants[ben.pk]["method"] == "form"
