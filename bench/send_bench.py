@@ -185,7 +185,7 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=2,
                         help="processes per Celery worker (its --concurrency): chunks one worker runs at once; "
                              "the Procfile's worker runs 4 (WORKER_CONCURRENCY)")
-    parser.add_argument("--chunk", type=int, default=500)
+    parser.add_argument("--chunk", type=int, default=1000, help="SEND_CHUNK_SIZE")
     parser.add_argument("--kill", action="store_true", help="kill -9 one worker at ~40%% and restart it")
     parser.add_argument("--beat-seconds", type=float, default=5, help="how often the bench runs dispatch/recovery")
     parser.add_argument("--reconcile-seconds", type=int, default=20)

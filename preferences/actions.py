@@ -136,15 +136,21 @@ def ensure_preferences(subscriber: Subscriber) -> SubscriberPreferences:
     return prefs
 
 
-def ensure_preferences_for(*, subscriber_ids: Iterable[int]) -> dict[int, str]:
+def ensure_preferences_for(*, subscriber_ids: Iterable[int], known: dict[int, str] | None = None) -> dict[int, str]:
     """Create missing preferences rows for many people at once; return each person's link token.
 
-    For the sending pipeline: two queries per chunk, whatever its size.
+    For the sending pipeline: two queries per chunk, whatever its size, and
+    none for the people whose token the caller already read (``known``).
     """
     from preferences.links import new_token
 
     ids = list(dict.fromkeys(subscriber_ids))
-    tokens = dict(SubscriberPreferences.objects.filter(subscriber_id__in=ids).values_list("subscriber_id", "token"))
+    known = known or {}
+    tokens = {pk: known[pk] for pk in ids if pk in known}
+    unknown = [pk for pk in ids if pk not in tokens]
+    if unknown:
+        tokens.update(SubscriberPreferences.objects.filter(subscriber_id__in=unknown)
+                      .values_list("subscriber_id", "token"))
     missing = [pk for pk in ids if pk not in tokens]
     if missing:
         now = timezone.now()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
@@ -63,13 +63,19 @@ class PreferenceLinks:
     headers: dict[str, str]
 
 
-def preference_links(*, subscriber_ids: Iterable[int]) -> dict[int, PreferenceLinks]:
-    """Return the links and headers of many people at once (a send chunk): two queries, any size."""
+def preference_links(*, subscriber_ids: Iterable[int],
+                     preferences: dict[int, SendingPreferences] | None = None) -> dict[int, PreferenceLinks]:
+    """Return the links and headers of many people at once (a send chunk): two queries, any size.
+
+    ``preferences``: their ``sending_preferences_for`` when the caller has
+    already read them; only people without a link token yet are looked up.
+    """
     links = {}
     # reverse() once per route, not per person: a send chunk makes thousands of links.
     center = _absolute(reverse("preferences:center", args=["TOKEN"])).partition("TOKEN")
     unsubscribe_route = _absolute(reverse("preferences:unsubscribe", args=["TOKEN"])).partition("TOKEN")
-    for subscriber_id, token in actions.ensure_preferences_for(subscriber_ids=subscriber_ids).items():
+    known = {pk: p.token for pk, p in (preferences or {}).items() if p.token}
+    for subscriber_id, token in actions.ensure_preferences_for(subscriber_ids=subscriber_ids, known=known).items():
         signed = _signed(token)
         unsubscribe = f"{unsubscribe_route[0]}{signed}{unsubscribe_route[2]}"
         links[subscriber_id] = PreferenceLinks(
@@ -98,6 +104,8 @@ class SendingPreferences:
     paused_until: dt.datetime | None
     personalization_allowed: bool
     language: str
+    #: Their preference and unsubscribe link token ("" before their preferences row exists).
+    token: str = field(default="", repr=False)
 
     def is_paused(self, at: dt.datetime | None = None) -> bool:
         return self.paused_until is not None and self.paused_until > (at or timezone.now())
@@ -112,14 +120,15 @@ def sending_preferences_for(*, subscriber_ids: Iterable[int]) -> dict[int, Sendi
     )
     rows = (Subscriber.objects.filter(pk__in=ids).order_by()
             .annotate(personalization=Subquery(latest_personalization))
-            .values_list("pk", "language", "preferences__frequency", "preferences__paused_until", "personalization"))
+            .values_list("pk", "language", "preferences__frequency", "preferences__paused_until", "personalization",
+                         "preferences__token"))
     result = {}
-    for pk, language, frequency, paused_until, personalization in rows:
+    for pk, language, frequency, paused_until, personalization, token in rows:
         frequency = frequency or Frequency.EVERY
         result[pk] = SendingPreferences(
             subscriber_id=pk, frequency=frequency, min_interval=FREQUENCY_INTERVALS[frequency],
             paused_until=paused_until, personalization_allowed=personalization is not False,
-            language=actions.supported_language(language) or "",
+            language=actions.supported_language(language) or "", token=token or "",
         )
     return result
 

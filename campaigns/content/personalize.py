@@ -81,7 +81,7 @@ def recipient_contexts(subscriber_ids: Iterable[int], *, segments: Iterable[str]
     rows = Subscriber.objects.filter(pk__in=ids).values("pk", "attributes", *MERGE_FIELDS)
     if preferences is None:
         preferences = sending_preferences_for(subscriber_ids=ids)
-    links = preference_links(subscriber_ids=ids)
+    links = preference_links(subscriber_ids=ids, preferences=preferences)
     memberships = segment_memberships(ids, names=segments, now=now, snapshot_since=snapshot_since)
     picks = recommend(ids, preferences=preferences) if recommendations else {}
     result = {}

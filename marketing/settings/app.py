@@ -81,8 +81,9 @@ MARKETING_WEEKLY_CAP = env_int("MARKETING_WEEKLY_CAP", 5)
 QUIET_HOURS = env_str("QUIET_HOURS", "21-8")
 # Time zone for people whose profile has none.
 DEFAULT_RECIPIENT_TIMEZONE = env_str("DEFAULT_RECIPIENT_TIMEZONE", "UTC")
-# Recipients per send task, and ESP API calls in flight per worker process (sending waits on the network).
-SEND_CHUNK_SIZE = env_int("SEND_CHUNK_SIZE", 500)
+# Recipients per send task (each task costs ~25 queries whatever its size: 1,000 spent a fifth less PostgreSQL time
+# per person than 500 in the send benchmark), and ESP API calls in flight per worker process.
+SEND_CHUNK_SIZE = env_int("SEND_CHUNK_SIZE", 1000)
 SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", 32)
 # Chunks per campaign queued ahead of the workers; each finished chunk queues more.
 SEND_QUEUE_AHEAD = env_int("SEND_QUEUE_AHEAD", 40)

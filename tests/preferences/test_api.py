@@ -47,6 +47,24 @@ def test_preference_links_for_a_send_chunk(make_subscriber, django_assert_max_nu
     assert one.headers == api.list_unsubscribe_headers(people[0])
 
 
+def test_preference_links_reuse_the_tokens_the_sending_preferences_read(make_subscriber, django_assert_num_queries):
+    known = [make_subscriber() for _ in range(3)]
+    for person in known:
+        api.preference_url(person)  # their preferences rows (and tokens) exist
+    new = make_subscriber()
+    ids = [p.pk for p in [*known, new]]
+    prefs = api.sending_preferences_for(subscriber_ids=ids)
+    assert prefs[new.pk].token == "" and all(prefs[p.pk].token for p in known)
+    assert "token" not in repr(prefs[known[0].pk])
+    with django_assert_num_queries(3):  # the one person without a row: look up, create, read back
+        links = api.preference_links(subscriber_ids=ids, preferences=prefs)
+    assert {pk: link.unsubscribe_url for pk, link in links.items()} == {
+        p.pk: api.unsubscribe_url(p) for p in [*known, new]}
+    prefs = api.sending_preferences_for(subscriber_ids=ids)
+    with django_assert_num_queries(0):
+        assert api.preference_links(subscriber_ids=ids, preferences=prefs).keys() == set(ids)
+
+
 def test_sending_preferences_defaults_and_changes(make_subscriber, django_assert_num_queries):
     plain = make_subscriber(language="")
     chosen = make_subscriber(language="pl-PL")
