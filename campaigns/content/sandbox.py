@@ -181,7 +181,8 @@ def _fast_format(amount: Decimal, style: tuple[str, str, str, str, int], digits:
 @register.filter
 def money(value: Any, currency: str = "") -> str:
     """Format an amount in the recipient's currency and language: ``{{ total_spent|money }}`` → “€1,234.50”."""
-    if value in (None, "") or isinstance(value, bool):
+    # Not ``value in (None, "")``: comparing a Decimal with None and "" costs more than the rest of the filter.
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value):
         return ""
     locale, default_currency = RECIPIENT_LOCALE.get()
     return _money_text(str(value), locale, (currency or default_currency or "EUR").upper())
