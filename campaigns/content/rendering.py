@@ -17,6 +17,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from html import escape as html_escape
 from html import unescape
 from html.parser import HTMLParser
@@ -520,23 +521,75 @@ def _compile_ifsegment(node: IfSegmentNode, autoescape: bool, shared: frozenset[
 
 
 def _compile_recommendations(node: RecommendationsNode, autoescape: bool) -> Renderer:
-    """``RecommendationsNode.render`` (campaigns.content.sandbox)."""
+    """``RecommendationsNode.render`` (campaigns.content.sandbox).
+
+    Recipients share recommendations (the bestsellers of a category), so a
+    loop body that reads nothing but ``product`` is rendered once per list
+    of products and locale, and kept.
+    """
     body = compile_renderer(node.body, autoescape=autoescape)
     empty = compile_renderer(node.empty, autoescape=autoescape)
     limit = node.limit
+    kept: dict[tuple[Any, ...], str] | None = {} if _reads_only_product(node.body) else None
 
     def render(context: Context) -> str:
         items = list(context.get("recommendations") or [])[:limit]
         if not items:
             return empty(context)
+        key = _products_key(items) if kept is not None else None
+        if key is not None:
+            key = (key, RECIPIENT_LOCALE.get())
+            if key in kept:
+                return kept[key]
         parts = []
         with context.push():
             for item in items:
                 context["product"] = item
                 parts.append(body(context))
-        return "".join(parts)
+        out = "".join(parts)
+        if key is not None:
+            if len(kept) >= 4096:
+                kept.clear()
+            kept[key] = out
+        return out
 
     return render
+
+
+def _reads_only_product(nodelist: NodeList) -> bool:
+    """Say whether a loop body is text and merge tags of ``product`` with literal filter arguments only."""
+    for node in nodelist:
+        if isinstance(node, (TextNode, CommentNode)):
+            continue
+        if type(node) is not VariableNode:
+            return False
+        expression = node.filter_expression
+        if not expression.is_var or not expression.var.lookups or expression.var.lookups[0] != "product":
+            return False
+        if any(is_lookup for _, args in expression.filters for is_lookup, _ in args):
+            return False
+    return True
+
+
+def _products_key(items: list[Any]) -> tuple[Any, ...] | None:
+    """Return what tells one list of products from another, or None for values that are not plain data.
+
+    Numbers go in as type and text: 1.0 and 1.00 are equal but print differently.
+    """
+    key: list[Any] = []
+    for item in items:
+        if type(item) is not dict:
+            return None
+        for name, value in item.items():
+            kind = type(value)
+            if kind is str or value is None:
+                key.append((name, value))
+            elif kind is int or kind is float or kind is Decimal:
+                key.append((name, kind, str(value)))
+            else:
+                return None
+        key.append(None)
+    return tuple(key)
 
 
 _BLANK_RUNS = re.compile(r"[ \t]+\n")

@@ -172,6 +172,35 @@ def test_the_compiled_renderer_gives_what_djangos_template_nodes_give_byte_for_b
     assert "Hi there, the sale is on" in empty.html and "no tags" in empty.html and "See the sale" in empty.html
 
 
+@pytest.mark.parametrize("body", [
+    '<a href="{{ product.url|default:"https://shop.example/" }}">{{ product.name }}</a> {{ product.price }} '
+    '{{ product.price|money }} {{ product.price|money:"usd" }}',
+    "{{ product.name }} for {{ first_name|default:'you' }}",  # reads more than the product: never kept
+])
+def test_recommendation_loops_shared_by_recipients_render_as_django_does(body):
+    from decimal import Decimal
+
+    compiled = compile_message(subject="Picks", html=f"<p>{{% recommendations 2 %}}{body}{{% endrecommendations %}}</p>"
+                                                     "{{ unsubscribe_url }} {{ preferences_url }}")
+    shoes = [{"name": "Shoes & socks", "url": "https://shop.example/s?a=1&b=2", "price": Decimal("10.0")},
+             {"name": "Hat", "url": None, "price": 7}]
+    alike = [{**shoes[0], "price": Decimal("10.00")}, shoes[1]]  # equal prices that print differently
+    floats = [{**shoes[0], "price": 10.0}, shoes[1]]
+    people = [{"first_name": name, "recommendations": products}
+              for name in ("Ann", "Ben") for products in (shoes, alike, floats, shoes[:1], [])]
+    for _ in range(2):  # the second time round, from what the first kept
+        for context in people:
+            for locale, currency in (("en", "EUR"), ("lv", "EUR"), ("pl", "PLN")):
+                ours = compiled.render(dict(context), locale=locale, currency=currency)
+                django = compiled.render_with_django(dict(context), locale=locale, currency=currency)
+                assert (ours.html, ours.text) == (django.html, django.text)
+    if "price" in body:
+        assert "10.0 " in compiled.render({"recommendations": shoes}).html
+        assert "10.00 " in compiled.render({"recommendations": alike}).html
+    else:
+        assert "for Ben" in compiled.render({"first_name": "Ben", "recommendations": shoes}).html
+
+
 def test_a_message_resolves_a_shared_merge_tag_once_unless_a_tag_could_change_the_context():
     from campaigns.content.rendering import shared_expressions
 
