@@ -110,6 +110,9 @@ class Campaign(models.Model):
     # What happened.
     started_at = models.DateTimeField(null=True, blank=True)
     test_ends_at = models.DateTimeField(null=True, blank=True)
+    materializing_since = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Set while the recipients are being written, batch by batch (refreshed after each).")
     winner = models.ForeignKey("campaigns.Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     finished_at = models.DateTimeField(null=True, blank=True)
     status_note = models.CharField(max_length=300, blank=True, help_text="Why it is paused, for example.")

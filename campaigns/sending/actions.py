@@ -30,8 +30,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,20 +135,48 @@ def start_time(campaign: Campaign, *, now: dt.datetime) -> dt.datetime:
     return now
 
 
-@transaction.atomic
 def start_campaign(campaign: Campaign, *, now: dt.datetime | None = None) -> int:
-    """Materialize a scheduled campaign's recipients and start sending; returns how many recipients."""
+    """Start a scheduled campaign and materialize its recipients; returns how many recipients.
+
+    The dynamic blocks' segments are snapshotted and the campaign marked
+    sending in one transaction; then the recipients are written in batches
+    (``MATERIALIZE_BATCH`` people, a transaction each), and chunks are queued
+    after each batch, so a large campaign starts sending after the first one.
+    """
     now = now or timezone.now()
-    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    if campaign.status != CampaignStatus.SCHEDULED:
-        return 0
-    count = materialize_recipients(campaign, now=now)
-    snapshot_content_segments(campaign)
-    testing = campaign.test_percent > 0 and campaign.variants.count() > 1
-    campaign.status = CampaignStatus.TESTING if testing else CampaignStatus.SENDING
-    campaign.started_at = now
-    campaign.test_ends_at = now + dt.timedelta(hours=campaign.test_hours) if testing else None
-    campaign.save(update_fields=["status", "started_at", "test_ends_at"])
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status != CampaignStatus.SCHEDULED:
+            return 0
+        snapshot_content_segments(campaign)
+        testing = campaign.test_percent > 0 and campaign.variants.count() > 1
+        campaign.status = CampaignStatus.TESTING if testing else CampaignStatus.SENDING
+        campaign.started_at = now
+        campaign.test_ends_at = now + dt.timedelta(hours=campaign.test_hours) if testing else None
+        campaign.materializing_since = now
+        campaign.save(update_fields=["status", "started_at", "test_ends_at", "materializing_since"])
+    return _materialize(campaign, now=now)
+
+
+MATERIALIZE_BATCH = 50_000
+STALE_MATERIALIZING = dt.timedelta(minutes=10)
+
+
+def _materialize(campaign: Campaign, *, now: dt.datetime) -> int:
+    """Write a started campaign's recipients batch by batch, queueing chunks between batches; safe to run again.
+
+    ``materializing_since`` is refreshed after each batch and cleared at the
+    end: until then the campaign cannot finish, and Beat runs this again for
+    a campaign whose batches stopped (a worker that died while writing them).
+    """
+    def batch_written(last: bool) -> None:
+        Campaign.objects.filter(pk=campaign.pk).update(materializing_since=timezone.now())
+        if not last:  # after the last one, dispatch_campaigns queues as it always does
+            queue_due(campaign, now=timezone.now())
+
+    count = materialize_recipients(campaign, now=now, batch_written=batch_written)
+    Campaign.objects.filter(pk=campaign.pk).update(materializing_since=None)
+    campaign.materializing_since = None
     return count
 
 
@@ -164,10 +194,33 @@ def snapshot_content_segments(campaign: Campaign) -> list[str]:
     return sorted(names)
 
 
-def materialize_recipients(campaign: Campaign, *, now: dt.datetime) -> int:
-    """Insert one recipient row per person of the audience, with group, test variant and due time, in SQL."""
+def materialize_recipients(campaign: Campaign, *, now: dt.datetime,
+                           batch_written: Callable[[bool], None] | None = None) -> int:
+    """Insert one recipient row per person of the audience, with group, test variant and due time, in SQL.
+
+    The audience is read once (its ids); the rows are written in batches of
+    ``MATERIALIZE_BATCH`` people, each in its own transaction, and
+    ``batch_written(last)`` is called after each. People already there are
+    left as they are (unique per campaign and person).
+    """
+    people = list(content_actions.audience(campaign).order_by("id").values_list("id", flat=True))
+    count = 0
+    for start in range(0, len(people), MATERIALIZE_BATCH):
+        batch = people[start:start + MATERIALIZE_BATCH]
+        with transaction.atomic():
+            count += _insert_recipients(campaign, batch, now=now)
+            if campaign.schedule_mode == ScheduleMode.LOCAL_TIME:
+                _due_at_local_time(campaign, batch[0], batch[-1], now=now)
+            elif campaign.schedule_mode == ScheduleMode.BEST_HOUR:
+                _due_at_best_hour(campaign, batch[0], batch[-1], now=now)
+        if batch_written is not None:
+            batch_written(start + MATERIALIZE_BATCH >= len(people))
+    return count
+
+
+def _insert_recipients(campaign: Campaign, people: list[int], *, now: dt.datetime) -> int:
+    """Insert the recipient rows of ``people`` (subscriber ids) in one statement; return how many were new."""
     variants = list(campaign.variants.order_by("label").values_list("pk", flat=True))
-    people_sql, params = content_actions.audience(campaign).values("id").query.sql_with_params()
     # %% is the modulo operator: the statement below has parameters.
     group_hash = f"((a.id * {bucket_multiplier(campaign.pk)}) %% {BUCKET_MODULUS}) * 100 / {BUCKET_MODULUS}"
     variant_hash = f"((a.id * {bucket_multiplier(campaign.pk + 7919)}) %% {BUCKET_MODULUS})"
@@ -182,31 +235,36 @@ def materialize_recipients(campaign: Campaign, *, now: dt.datetime) -> int:
                + (f"WHEN {group_hash} < {holdout + test} THEN {pick} ELSE NULL END" if testing
                   else f"ELSE {pick} END"))
     status = f"CASE WHEN {group_hash} < {holdout} THEN 'held_out' ELSE 'pending' END"
-    insert = "INSERT OR IGNORE INTO" if connection.vendor == "sqlite" else "INSERT INTO"
-    conflict = " ON CONFLICT DO NOTHING" if connection.vendor == "postgresql" else ""
+    if connection.vendor == "postgresql":
+        insert, source, conflict = "INSERT INTO", "unnest(%s::bigint[]) AS a(id)", " ON CONFLICT DO NOTHING"
+        ids: Any = people
+    else:
+        insert, source, conflict = "INSERT OR IGNORE INTO", "(SELECT value AS id FROM json_each(%s)) a", ""
+        ids = json.dumps(people)
     with connection.cursor() as cursor:
         cursor.execute(
             f'{insert} campaigns_recipient (campaign_id, subscriber_id, variant_id, "group", status, due_at, '
-            f"attempts, reason) SELECT %s, a.id, {variant}, {group}, {status}, %s, 0, '' FROM ({people_sql}) a"
-            f"{conflict}",
-            [campaign.pk, connection.ops.adapt_datetimefield_value(start_time(campaign, now=now)), *params])
-        count = cursor.rowcount
-    if campaign.schedule_mode == ScheduleMode.LOCAL_TIME:
-        _due_at_local_time(campaign)
-    elif campaign.schedule_mode == ScheduleMode.BEST_HOUR:
-        _due_at_best_hour(campaign)
-    return count
+            f"attempts, reason) SELECT %s, a.id, {variant}, {group}, {status}, %s, 0, '' FROM {source}{conflict}",
+            [campaign.pk, connection.ops.adapt_datetimefield_value(start_time(campaign, now=now)), ids])
+        return cursor.rowcount
 
 
-def _due_at_local_time(campaign: Campaign) -> None:
-    """Set each recipient's due time to the chosen local time in their own time zone (one UPDATE per zone)."""
+def _due_at_local_time(campaign: Campaign, first: int, last: int, *, now: dt.datetime) -> None:
+    """Set the due time of the people first..last (subscriber ids) just written to the chosen local time in their
+    own time zone (one UPDATE per zone)."""
     from subscribers.models import Subscriber
 
-    recipients = Recipient.objects.filter(campaign=campaign)
+    recipients = _just_written(campaign, first, last, now=now)
     zones = recipients.values_list("subscriber__timezone", flat=True).distinct()
     for zone in list(zones):
         due = dt.datetime.combine(campaign.send_on, campaign.local_time, tzinfo=policy.zone_of(zone)).astimezone(dt.UTC)
         recipients.filter(subscriber__in=Subscriber.objects.filter(timezone=zone or "")).update(due_at=due)
+
+
+def _just_written(campaign: Campaign, first: int, last: int, *, now: dt.datetime) -> Any:
+    """Recipients of people first..last still waiting with the start time as their due time (not yet rescheduled)."""
+    return Recipient.objects.filter(campaign=campaign, subscriber_id__gte=first, subscriber_id__lte=last,
+                                    status=RecipientStatus.PENDING, due_at=start_time(campaign, now=now))
 
 
 def best_hours(subscriber_ids: list[int], *, days: int = 180) -> tuple[dict[int, int], int]:
@@ -224,9 +282,9 @@ def best_hours(subscriber_ids: list[int], *, days: int = 180) -> tuple[dict[int,
     return {pk: hours.most_common(1)[0][0] for pk, hours in per_person.items()}, fallback
 
 
-def _due_at_best_hour(campaign: Campaign) -> None:
-    recipients = Recipient.objects.filter(campaign=campaign, status=RecipientStatus.PENDING)
-    rows = list(recipients.values_list("pk", "subscriber_id", "subscriber__timezone"))
+def _due_at_best_hour(campaign: Campaign, first: int, last: int, *, now: dt.datetime) -> None:
+    rows = list(_just_written(campaign, first, last, now=now).values_list("pk", "subscriber_id",
+                                                                         "subscriber__timezone"))
     hours, fallback = best_hours([r[1] for r in rows])
     groups: dict[dt.datetime, list[int]] = defaultdict(list)
     for pk, subscriber_id, zone in rows:
@@ -249,8 +307,11 @@ def dispatch_campaigns(*, now: dt.datetime | None = None) -> int:
             start_campaign(campaign, now=now)
     queued = 0
     for campaign in Campaign.objects.filter(status__in=[CampaignStatus.SENDING, CampaignStatus.TESTING]):
+        if campaign.materializing_since and campaign.materializing_since < now - STALE_MATERIALIZING:
+            _materialize(campaign, now=campaign.started_at or now)  # its batches stopped: a worker died
         if (campaign.status == CampaignStatus.TESTING and campaign.winner_auto and campaign.test_ends_at
-                and campaign.test_ends_at <= now and not _open(campaign, RecipientGroup.TEST)):
+                and campaign.test_ends_at <= now and campaign.materializing_since is None
+                and not _open(campaign, RecipientGroup.TEST)):
             choose_winner(campaign, now=now)
             campaign.refresh_from_db()
         queued += queue_due(campaign, now=now)
@@ -332,7 +393,8 @@ def finish_if_done(campaign: Campaign, *, now: dt.datetime | None = None) -> boo
         return False
     if Recipient.objects.filter(campaign=campaign, variant__isnull=True, group=RecipientGroup.REST).exists():
         return False
-    return bool(Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.SENDING).update(
+    return bool(Campaign.objects.filter(pk=campaign.pk, status=CampaignStatus.SENDING,
+                                        materializing_since__isnull=True).update(
         status=CampaignStatus.SENT, finished_at=now or timezone.now()))
 
 

@@ -293,7 +293,9 @@ def test_ab_test_assigns_stable_groups_and_the_winner_goes_to_the_rest(campaign,
     assert best["B"].click_rate > best["A"].click_rate == 0 and best["B"].probability_best > 0.9
 
 
-def test_local_time_schedule_sets_each_persons_due_time(campaign, audience_member):
+@pytest.mark.parametrize("batch", [1, 50_000])
+def test_local_time_schedule_sets_each_persons_due_time(campaign, audience_member, monkeypatch, batch):
+    monkeypatch.setattr(actions, "MATERIALIZE_BATCH", batch)
     riga = audience_member(first_name="Riga", timezone="Europe/Riga")
     ny = audience_member(first_name="NY", timezone="America/New_York")
     campaign.schedule_mode, campaign.send_on, campaign.local_time = "local_time", dt.date(2026, 12, 3), dt.time(10)
@@ -517,3 +519,62 @@ def test_why_names_each_persons_latest_marketing_grant(audience_member):
     grants = actions.consent_grants([ann.pk, ben.pk])
     assert grants[ann.pk]["notice"] == "v2" and grants[ann.pk]["method"] == "preference_center"
     assert grants[ben.pk]["notice"] == "v1" and grants[ben.pk]["method"] == "form"
+
+
+def test_a_large_audience_is_written_in_batches_and_sending_starts_after_the_first(
+        campaign, audience_member, monkeypatch, settings, django_capture_on_commit_callbacks):
+    from campaigns.sending.models import SendChunk
+
+    monkeypatch.setattr(actions, "MATERIALIZE_BATCH", 2)
+    settings.SEND_CHUNK_SIZE = 2
+    people = [audience_member(first_name=f"P{n}") for n in range(5)]
+    _CLOCK["now"] = NOON
+    seen = []
+    real_queue_due = actions.queue_due
+
+    def queue_due(campaign, **kwargs):
+        stored = Campaign.objects.get(pk=campaign.pk)
+        seen.append((Recipient.objects.filter(campaign=campaign).count(), stored.materializing_since is not None,
+                     actions.finish_if_done(stored)))
+        return real_queue_due(campaign, **kwargs)
+
+    monkeypatch.setattr(actions, "queue_due", queue_due)
+    with django_capture_on_commit_callbacks() as tasks:
+        actions.schedule_campaign(campaign, now=NOON)
+        assert actions.start_campaign(campaign, now=NOON) == 5
+    # Queued after the first and second batches (not after the last: dispatch does that), never finished early.
+    assert seen == [(2, True, False), (4, True, False)]
+    assert SendChunk.objects.filter(campaign=campaign).count() == 2
+    campaign.refresh_from_db()
+    assert campaign.materializing_since is None and campaign.status == CampaignStatus.SENDING
+    with django_capture_on_commit_callbacks(execute=True):
+        for task in tasks:
+            task()  # the workers take the chunks
+    assert len(mail.outbox) == 5  # the two chunks, and the one after them that a finished chunk queued
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert campaign.status == CampaignStatus.SENT
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(p.email for p in people)
+
+
+def test_batches_a_dead_worker_left_unwritten_are_written_by_beat(campaign, audience_member, monkeypatch,
+                                                                 django_capture_on_commit_callbacks):
+    monkeypatch.setattr(actions, "MATERIALIZE_BATCH", 2)
+    people = [audience_member(first_name=f"P{n}") for n in range(5)]
+
+    def die_after_the_first_batch(last):
+        raise SystemExit("worker killed")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    monkeypatch.setattr(actions, "queue_due", lambda *args, **kwargs: 0)
+    with pytest.raises(SystemExit):
+        actions.materialize_recipients(campaign, now=NOON, batch_written=die_after_the_first_batch)
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.SENDING, started_at=NOON,
+                                                   materializing_since=NOON)
+    monkeypatch.undo()
+    campaign = run(campaign, django_capture_on_commit_callbacks, now=NOON + dt.timedelta(minutes=5))
+    assert campaign.status == CampaignStatus.SENDING and len(mail.outbox) == 2  # not finished: still writing
+    campaign = run(campaign, django_capture_on_commit_callbacks, now=NOON + dt.timedelta(minutes=15))
+    assert campaign.status == CampaignStatus.SENT and campaign.materializing_since is None
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(p.email for p in people)
+    assert Recipient.objects.filter(campaign=campaign).count() == 5
