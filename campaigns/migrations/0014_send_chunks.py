@@ -28,6 +28,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('first_id', models.BigIntegerField()),
                 ('last_id', models.BigIntegerField()),
+                ('size', models.PositiveIntegerField(help_text='How many due recipients the range held when it was queued.')),
                 ('queued_at', models.DateTimeField()),
                 ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='campaigns.campaign')),
             ],

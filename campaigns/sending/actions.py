@@ -175,8 +175,16 @@ def _materialize(campaign: Campaign, *, now: dt.datetime) -> int:
             queue_due(campaign, now=timezone.now())
 
     count = materialize_recipients(campaign, now=now, batch_written=batch_written)
-    Campaign.objects.filter(pk=campaign.pk).update(materializing_since=None)
+    with transaction.atomic():
+        status, winner = Campaign.objects.select_for_update().filter(pk=campaign.pk) \
+            .values_list("status", "winner_id").get()
+        if winner:  # chosen while the rows were written: a batch that read no winner yet left its rest without one
+            Recipient.objects.filter(campaign=campaign, group=RecipientGroup.REST, variant__isnull=True) \
+                .update(variant=winner)
+        Campaign.objects.filter(pk=campaign.pk).update(materializing_since=None)
     campaign.materializing_since = None
+    if status == CampaignStatus.CANCELLED:
+        cancel_campaign(campaign)  # skip what was written after the cancel
     return count
 
 
@@ -208,7 +216,10 @@ def materialize_recipients(campaign: Campaign, *, now: dt.datetime,
     for start in range(0, len(people), MATERIALIZE_BATCH):
         batch = people[start:start + MATERIALIZE_BATCH]
         with transaction.atomic():
-            count += _insert_recipients(campaign, batch, now=now)
+            status, winner = Campaign.objects.filter(pk=campaign.pk).values_list("status", "winner_id").get()
+            if status == CampaignStatus.CANCELLED:
+                break  # cancelled while its recipients were being written: the rest are never written
+            count += _insert_recipients(campaign, batch, now=now, winner=winner)
             if campaign.schedule_mode == ScheduleMode.LOCAL_TIME:
                 _due_at_local_time(campaign, batch[0], batch[-1], now=now)
             elif campaign.schedule_mode == ScheduleMode.BEST_HOUR:
@@ -218,8 +229,11 @@ def materialize_recipients(campaign: Campaign, *, now: dt.datetime,
     return count
 
 
-def _insert_recipients(campaign: Campaign, people: list[int], *, now: dt.datetime) -> int:
-    """Insert the recipient rows of ``people`` (subscriber ids) in one statement; return how many were new."""
+def _insert_recipients(campaign: Campaign, people: list[int], *, now: dt.datetime, winner: int | None = None) -> int:
+    """Insert the recipient rows of ``people`` (subscriber ids) in one statement; return how many were new.
+
+    ``winner``: an A/B test's winner chosen while the rows were being written, for the rest group.
+    """
     variants = list(campaign.variants.order_by("label").values_list("pk", flat=True))
     # %% is the modulo operator: the statement below has parameters.
     group_hash = f"((a.id * {bucket_multiplier(campaign.pk)}) %% {BUCKET_MODULUS}) * 100 / {BUCKET_MODULUS}"
@@ -232,7 +246,8 @@ def _insert_recipients(campaign: Campaign, people: list[int], *, now: dt.datetim
     pick = "CASE " + " ".join(f"WHEN {variant_hash} %% {len(variants)} = {i} THEN {pk}"
                               for i, pk in enumerate(variants)) + " END"
     variant = (f"CASE WHEN {group_hash} < {holdout} THEN NULL "
-               + (f"WHEN {group_hash} < {holdout + test} THEN {pick} ELSE NULL END" if testing
+               + (f"WHEN {group_hash} < {holdout + test} THEN {pick} ELSE {int(winner or 0) or 'NULL'} END"
+                  if testing
                   else f"ELSE {pick} END"))
     status = f"CASE WHEN {group_hash} < {holdout} THEN 'held_out' ELSE 'pending' END"
     if connection.vendor == "postgresql":
@@ -334,7 +349,9 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
     ids (deferred, retried) wait for the next full pass.
     """
     # One queuer at a time per campaign (Beat's pass and each finished chunk's top-up), so no range is queued twice.
-    Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("pk", flat=True).first()
+    status = Campaign.objects.select_for_update().filter(pk=campaign.pk).values_list("status", flat=True).first()
+    if status not in (CampaignStatus.SENDING, CampaignStatus.TESTING):
+        return 0  # paused or cancelled (also while its recipients are still being written)
     chunks = SendChunk.objects.filter(campaign=campaign)
     if not top_up:
         chunks.filter(queued_at__lt=now - STALE_QUEUE).delete()
@@ -343,7 +360,7 @@ def queue_due(campaign: Campaign, *, now: dt.datetime, top_up: bool = False) -> 
         budget -= Recipient.objects.filter(campaign=campaign, status__in=[RecipientStatus.SENT,
                                                                            RecipientStatus.SENDING],
                                            queued_at__gte=now - dt.timedelta(minutes=1)).count()
-        budget -= sum(last - first + 1 for first, last in chunks.values_list("first_id", "last_id"))
+        budget -= sum(chunks.values_list("size", flat=True))
         if budget <= 0:
             return 0
     size = settings.SEND_CHUNK_SIZE
@@ -372,9 +389,9 @@ def _queue_chunks(campaign_id: int, ids: list[int], *, size: int, now: dt.dateti
     """Queue ``ids`` (ascending) as chunks of ``size``: a ``SendChunk`` row and a task each; return how many."""
     from campaigns.sending.tasks import send_chunk_task
 
-    ranges = [(ids[start], ids[min(start + size, len(ids)) - 1]) for start in range(0, len(ids), size)]
     made = SendChunk.objects.bulk_create(
-        [SendChunk(campaign_id=campaign_id, first_id=first, last_id=last, queued_at=now) for first, last in ranges])
+        [SendChunk(campaign_id=campaign_id, first_id=ids[start], last_id=ids[min(start + size, len(ids)) - 1],
+                   size=min(size, len(ids) - start), queued_at=now) for start in range(0, len(ids), size)])
     for chunk in made:
         transaction.on_commit(functools.partial(send_chunk_task.delay, campaign_id, chunk.first_id, chunk.last_id))
     return len(made)
@@ -439,9 +456,11 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
     now = now or timezone.now()
     result = ChunkResult()
     campaign = Campaign.objects.select_related("topic").get(pk=campaign_id)
-    _send_chunk(campaign, first_id, last_id, now=now, result=result)
-    with transaction.atomic():
+    try:
+        _send_chunk(campaign, first_id, last_id, now=now, result=result)
+    finally:  # even when it failed: its range must not stay taken until the stale-chunk reset
         SendChunk.objects.filter(campaign_id=campaign_id, first_id=first_id, last_id=last_id).delete()
+    with transaction.atomic():
         if not finish_if_done(campaign) and campaign.status in (CampaignStatus.SENDING, CampaignStatus.TESTING):
             queue_due(campaign, now=timezone.now(), top_up=True)
     return result
@@ -450,10 +469,14 @@ def send_chunk(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetim
 def _claim(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime) -> list[tuple[int, int, int, int]]:
     """Mark the due, waiting recipients of a range as handed to the sender; return (id, person, variant, attempts).
 
-    One statement on PostgreSQL: it locks and updates each row once.
+    At most ``SEND_CHUNK_SIZE`` of them, the first by id: a range queued
+    with that many due people can hold more that became due since (another
+    time zone, a deferral ending); those wait for the next pass. One
+    statement on PostgreSQL: it locks and updates each row once.
     """
     waiting = Recipient.objects.filter(campaign_id=campaign_id, pk__gte=first_id, pk__lte=last_id,
-                                       status=RecipientStatus.PENDING, due_at__lte=now, variant__isnull=False)
+                                       status=RecipientStatus.PENDING, due_at__lte=now, variant__isnull=False
+                                       ).order_by("pk")[:settings.SEND_CHUNK_SIZE]
     if connection.vendor == "postgresql":
         sql, params = (waiting.select_for_update(skip_locked=True).values("pk").query.sql_with_params())
         with connection.cursor() as cursor:
@@ -461,7 +484,7 @@ def _claim(campaign_id: int, first_id: int, last_id: int, *, now: dt.datetime) -
                            "RETURNING id, subscriber_id, variant_id, attempts",
                            [RecipientStatus.SENDING, now, *params])
             return sorted(cursor.fetchall())
-    claimed = list(waiting.select_for_update(skip_locked=True).order_by("pk")
+    claimed = list(waiting.select_for_update(skip_locked=True)
                    .values_list("pk", "subscriber_id", "variant_id", "attempts"))
     Recipient.objects.filter(pk__in=[row[0] for row in claimed]).update(status=RecipientStatus.SENDING,
                                                                          queued_at=now)
@@ -562,8 +585,11 @@ def _apply_policy(campaign: Campaign, claimed: list[tuple[int, int, int, int]], 
 
 
 def _set_recipients(pairs: list[tuple[int, int]], *, status: str, reason: str | None = None,
-                    queued_at: dt.datetime | None = None) -> None:
-    """Set recipients' status and delivery ids, (recipient id, delivery id) each: one statement on PostgreSQL."""
+                    queued_at: dt.datetime | None = None, only_if: str | None = None) -> None:
+    """Set recipients' status and delivery ids, (recipient id, delivery id) each: one statement on PostgreSQL.
+
+    ``only_if``: leave rows whose status is not this one as they are.
+    """
     if not pairs:
         return
     values: dict[str, Any] = {"status": status}
@@ -576,11 +602,13 @@ def _set_recipients(pairs: list[tuple[int, int]], *, status: str, reason: str | 
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE campaigns_recipient r SET {sets}, delivery_id = v.delivery "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delivery) WHERE r.id = v.id",
-                [*values.values(), [p[0] for p in pairs], [p[1] for p in pairs]])
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delivery) WHERE r.id = v.id"
+                + (" AND r.status = %s" if only_if else ""),
+                [*values.values(), [p[0] for p in pairs], [p[1] for p in pairs], *([only_if] if only_if else [])])
         return
     for recipient_id, delivery_id in pairs:
-        Recipient.objects.filter(pk=recipient_id).update(delivery_id=delivery_id, **values)
+        rows = Recipient.objects.filter(pk=recipient_id)
+        (rows.filter(status=only_if) if only_if else rows).update(delivery_id=delivery_id, **values)
 
 
 def build_message(campaign: Campaign, rendered: Any, *, delivery_id: int, to: str, headers: dict[str, str],
@@ -784,9 +812,11 @@ def _find_deliveries(recipients: Any) -> None:
             "pk", "message_key", "subscriber_id")}
         pairs = [(pk, found[(message_key(c, v), person)]) for pk, c, v, person in part
                  if (message_key(c, v), person) in found]
-        _set_recipients(pairs, status=RecipientStatus.SENDING)
+        # Only rows still handed to the ESP: a slow chunk may have recorded the answer since they were read.
+        _set_recipients(pairs, status=RecipientStatus.SENDING, only_if=RecipientStatus.SENDING)
         lost = [row[0] for row in part if (message_key(row[1], row[2]), row[3]) not in found]
-        _update_recipients(lost, status=RecipientStatus.PENDING, reason="")
+        Recipient.objects.filter(pk__in=lost, status=RecipientStatus.SENDING).update(
+            status=RecipientStatus.PENDING, reason="")
 
 
 # --- Pause, resume, cancel, winners -----------------------------------------------------------

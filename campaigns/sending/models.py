@@ -68,6 +68,7 @@ class SendChunk(models.Model):
     campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
     first_id = models.BigIntegerField()
     last_id = models.BigIntegerField()
+    size = models.PositiveIntegerField(help_text="How many due recipients the range held when it was queued.")
     queued_at = models.DateTimeField()
 
     def __str__(self) -> str:

@@ -578,3 +578,107 @@ def test_batches_a_dead_worker_left_unwritten_are_written_by_beat(campaign, audi
     assert campaign.status == CampaignStatus.SENT and campaign.materializing_since is None
     assert sorted(m.to[0] for m in mail.outbox) == sorted(p.email for p in people)
     assert Recipient.objects.filter(campaign=campaign).count() == 5
+
+
+def test_cancelling_or_picking_a_winner_while_recipients_are_written(campaign, audience_member, monkeypatch,
+                                                                     django_capture_on_commit_callbacks):
+    from django.db.models import Count
+
+    monkeypatch.setattr(actions, "MATERIALIZE_BATCH", 4)
+    for n in range(12):
+        audience_member(first_name=f"P{n}")
+    b = Variant.objects.create(campaign=campaign, label="B", subject="B", html="<p>B</p>" + FOOTER)
+    campaign.test_percent = 50
+    campaign.save()
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    calls = []
+
+    def after_batch(campaign, **kwargs):  # staff act right after the first batch
+        calls.append(1)
+        if len(calls) == 1:
+            actions.choose_winner(campaign, variant=b, now=NOON)
+        return 0
+
+    monkeypatch.setattr(actions, "queue_due", after_batch)
+    actions.start_campaign(campaign, now=NOON)
+    rest = Recipient.objects.filter(campaign=campaign, group="rest")
+    assert rest.exists() and set(rest.values_list("variant_id", flat=True)) == {b.pk}  # later batches too
+    assert Recipient.objects.filter(campaign=campaign).count() == 12
+
+    other = Campaign.objects.create(name="Other", topic=campaign.topic, from_email="shop@example.com")
+    CampaignSegment.objects.create(campaign=other, segment=campaign.audience.get().segment)
+    Variant.objects.create(campaign=other, label="A", subject="A", html="<p>A</p>" + FOOTER)
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(other, now=NOON)
+
+    def cancel_after_first(campaign, **kwargs):
+        actions.cancel_campaign(campaign)
+        return 0
+
+    monkeypatch.setattr(actions, "queue_due", cancel_after_first)
+    actions.start_campaign(other, now=NOON)
+    other.refresh_from_db()
+    statuses = dict(Recipient.objects.filter(campaign=other).values_list("status").annotate(n=Count("pk")))
+    assert other.status == CampaignStatus.CANCELLED and other.materializing_since is None
+    assert statuses == {"skipped": 4}  # the first batch; the rest were never written
+
+
+def test_a_chunk_claims_at_most_its_size_and_leaves_its_range_free_even_when_it_fails(
+        campaign, audience_member, settings, monkeypatch, django_capture_on_commit_callbacks):
+    from campaigns.sending.models import SendChunk
+
+    for n in range(5):
+        audience_member(first_name=f"P{n}")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+        actions.start_campaign(campaign, now=NOON)
+    ids = list(Recipient.objects.filter(campaign=campaign).order_by("pk").values_list("pk", flat=True))
+    settings.SEND_CHUNK_SIZE = 2
+    with django_capture_on_commit_callbacks(execute=False):
+        claimed = actions._claim(campaign.pk, ids[0], ids[-1], now=NOON)
+    assert [row[0] for row in claimed] == ids[:2]
+    SendChunk.objects.create(campaign=campaign, first_id=ids[2], last_id=ids[4], size=3, queued_at=NOON)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(actions, "_send_chunk", broken)
+    with pytest.raises(RuntimeError):
+        actions.send_chunk(campaign.pk, ids[2], ids[4], now=NOON)
+    assert not SendChunk.objects.exists()
+
+
+def test_recovery_leaves_a_recipient_that_a_slow_chunk_recorded_meanwhile(campaign, audience_member, monkeypatch,
+                                                                         django_capture_on_commit_callbacks):
+    ann = audience_member(first_name="Ann")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+    actions.start_campaign(campaign, now=NOON)
+    ids = list(Recipient.objects.filter(campaign=campaign).values_list("pk", flat=True))
+    with transaction_claim(campaign, ids):
+        pass
+    stalled = Recipient.objects.filter(status=RecipientStatus.SENDING)
+    real = stalled.values_list
+
+    class Slow:  # the chunk records its answer right after recovery read the stalled rows
+        def values_list(self, *fields):
+            rows = list(real(*fields))
+            Recipient.objects.filter(pk__in=ids).update(status=RecipientStatus.FAILED, reason="refused")
+            return rows
+
+    actions._find_deliveries(Slow())
+    assert Recipient.objects.get(subscriber=ann).status == RecipientStatus.FAILED
+
+
+def test_a_paused_campaign_gets_no_chunks_until_it_is_resumed(campaign, audience_member,
+                                                               django_capture_on_commit_callbacks):
+    for n in range(2):
+        audience_member(first_name=f"P{n}")
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)
+        actions.start_campaign(campaign, now=NOON)
+        assert actions.pause_campaign(campaign)
+        assert actions.queue_due(campaign, now=NOON) == 0
+        assert actions.resume_campaign(campaign)
+        assert actions.queue_due(campaign, now=NOON) == 1
