@@ -7,10 +7,12 @@ from .env import VAR_DIR, env_int, env_str
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'marketing.sqlite3'}")
-# Connections are kept for a minute (checked before reuse): a Celery worker runs one task after another, and a
-# new PostgreSQL connection per task costs a backend process and cold catalog caches for every task.
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
-                                              conn_health_checks=True)}
+_SQLITE = DATABASE_URL.startswith("sqlite:")
+# A server database's connections are kept for a minute (checked before reuse): a Celery worker runs one task
+# after another, and a new PostgreSQL connection per task costs a backend process and cold catalog caches for
+# every task. SQLite's are opened per request as before (cheap, and an open one can hold table locks).
+_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 0 if _SQLITE else 60)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=_CONN_MAX_AGE, conn_health_checks=True)}
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and Beat share one file: WAL lets readers run beside the
