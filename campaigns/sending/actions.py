@@ -711,7 +711,7 @@ def _record(campaign: Campaign, order: list[tuple[int, int]], outcomes: list[sen
             transient.append((recipient_id, delivery_id, outcome.detail))
     with transaction.atomic():
         delivery_actions.record_sent_many([(d, m) for _, d, m in accepted], esp_name=esp_name(), sent_at=now)
-        _set_recipients([(r, d) for r, d, _ in accepted], status=RecipientStatus.SENT)
+        _set_recipients([(r, d) for r, d, _ in accepted], status=RecipientStatus.SENT, reason="")
         delivery_actions.record_failed_many([(d, why) for _, d, why in rejected], rejected=True)
         for recipient_id, delivery_id, why in rejected:
             Recipient.objects.filter(pk=recipient_id).update(status=RecipientStatus.FAILED, reason=why[:300],

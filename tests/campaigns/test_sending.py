@@ -204,6 +204,7 @@ def test_esp_outage_retries_then_pauses_and_resume_finishes_without_duplicates(
     campaign = run(campaign, django_capture_on_commit_callbacks, now=later)
     assert campaign.status == CampaignStatus.SENT
     assert sorted(flaky.calls) == sorted(p.email for p in people)
+    assert set(Recipient.objects.filter(campaign=campaign).values_list("reason", flat=True)) == {""}  # no "will retry"
 
 
 def test_a_permanent_esp_refusal_fails_that_recipient_only(campaign, audience_member, flaky,
