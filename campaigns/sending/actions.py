@@ -389,9 +389,9 @@ def _queue_chunks(campaign_id: int, ids: list[int], *, size: int, now: dt.dateti
     """Queue ``ids`` (ascending) as chunks of ``size``: a ``SendChunk`` row and a task each; return how many."""
     from campaigns.sending.tasks import send_chunk_task
 
-    made = SendChunk.objects.bulk_create(
-        [SendChunk(campaign_id=campaign_id, first_id=ids[start], last_id=ids[min(start + size, len(ids)) - 1],
-                   size=min(size, len(ids) - start), queued_at=now) for start in range(0, len(ids), size)])
+    parts = [ids[start:start + size] for start in range(0, len(ids), size)]
+    made = SendChunk.objects.bulk_create([SendChunk(campaign_id=campaign_id, first_id=part[0], last_id=part[-1],
+                                                    size=len(part), queued_at=now) for part in parts])
     for chunk in made:
         transaction.on_commit(functools.partial(send_chunk_task.delay, campaign_id, chunk.first_id, chunk.last_id))
     return len(made)
@@ -805,16 +805,15 @@ def _find_deliveries(recipients: Any) -> None:
     """
     rows = list(recipients.values_list("pk", "campaign_id", "variant_id", "subscriber_id"))
     for start in range(0, len(rows), 1000):
-        part = rows[start:start + 1000]
-        keys = {message_key(campaign_id, variant_id) for _, campaign_id, variant_id, _ in part}
+        part = [(pk, (message_key(campaign_id, variant_id), person))
+                for pk, campaign_id, variant_id, person in rows[start:start + 1000]]
         found = {(key, person): pk for pk, key, person in Delivery.objects.filter(
-            message_key__in=keys, subscriber_id__in=[row[3] for row in part]).values_list(
-            "pk", "message_key", "subscriber_id")}
-        pairs = [(pk, found[(message_key(c, v), person)]) for pk, c, v, person in part
-                 if (message_key(c, v), person) in found]
+            message_key__in={key for _, (key, _) in part}, subscriber_id__in=[person for _, (_, person) in part])
+            .values_list("pk", "message_key", "subscriber_id")}
+        pairs = [(pk, found[which]) for pk, which in part if which in found]
         # Only rows still handed to the ESP: a slow chunk may have recorded the answer since they were read.
         _set_recipients(pairs, status=RecipientStatus.SENDING, only_if=RecipientStatus.SENDING)
-        lost = [row[0] for row in part if (message_key(row[1], row[2]), row[3]) not in found]
+        lost = [pk for pk, which in part if which not in found]
         Recipient.objects.filter(pk__in=lost, status=RecipientStatus.SENDING).update(
             status=RecipientStatus.PENDING, reason="")
 
