@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf.locale import LANG_INFO
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import EmailValidator, validate_email
 from django_countries import countries
 
 from subscribers.models import Gender, normalize_email, timezone_names
@@ -117,14 +117,26 @@ _GENDER_WORDS = {
 }
 
 
+# Django's own email rules for the common form (a dot-atom before the @, a
+# host name after it) in one compiled pattern: an address it matches is one
+# validate_email() accepts, at a fraction of the cost. Anything else (quoted
+# local parts, [literal] addresses, localhost) goes to validate_email().
+_PLAIN_EMAIL = re.compile(
+    r"[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*@"
+    + EmailValidator.hostname_re + EmailValidator.domain_re + EmailValidator.tld_no_fqdn_re,
+    re.IGNORECASE,
+)
+
+
 def parse_email(value: str) -> str:
     email = normalize_email(value)
     if len(email) > MAX_LENGTH["email"]:
         raise CellError("is longer than 254 characters")
-    try:
-        validate_email(email)
-    except ValidationError:
-        raise CellError(f"“{value}” is not a valid email address") from None
+    if _PLAIN_EMAIL.fullmatch(email) is None:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise CellError(f"“{value}” is not a valid email address") from None
     return email
 
 
@@ -206,7 +218,7 @@ def parse_datetime(value: str) -> dt.datetime:
     if parsed is None:
         raise CellError(f"“{value}” is not a date and time; write it as YYYY-MM-DD HH:MM:SS")
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
 
 

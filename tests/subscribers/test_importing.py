@@ -314,7 +314,8 @@ def test_new_subscribers_take_ids_in_file_order_and_a_dry_run_takes_none(db, wri
 def test_a_signup_during_the_import_gets_no_dangling_consent(db, write_csv, topic, monkeypatch, clash):
     """Someone signs up with an address (or external id) of the file after the check, before the INSERT.
 
-    The INSERT skips that row (ON CONFLICT DO NOTHING): the person who signed
+    The fast INSERT fails on the unique index and the second one skips that
+    row (ON CONFLICT DO NOTHING): the person who signed
     up gets the import's consent with the address, and no consent or topic row
     points at a subscriber who does not exist.
     """
@@ -363,3 +364,127 @@ def test_ids_drawn_by_someone_else_meanwhile_fall_back_to_the_address(write_csv,
     for s in Subscriber.objects.all():
         assert s.consent_records.filter(purpose="email_marketing").count() == 1
         assert TopicSubscription.objects.filter(subscriber=s, topic=topic).count() == 1
+
+
+def _replication_role():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW session_replication_role")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_ledger_rows_skip_row_by_row_key_checks_only_when_proved(write_csv, topic, make_subscriber, monkeypatch):
+    """On PostgreSQL the consent and topic rows are written without the per-row foreign-key checks.
+
+    Every subscriber they point at was just inserted or updated by the import,
+    so the checks would prove nothing; the setting is put back afterwards.
+    """
+    from django.db import connection
+
+    from subscribers.importing import engine
+
+    if connection.vendor != "postgresql":
+        pytest.skip("session_replication_role is PostgreSQL's")
+    seen = []
+    write_ledger = engine._write_ledger
+
+    def watch(*args, **kwargs):
+        seen.append(_replication_role())
+        return write_ledger(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_write_ledger", watch)
+    make_subscriber(email="known@example.com", status=SubscriberStatus.PENDING)
+    result = run(write_csv("Email\nnew@example.com\nknown@example.com\n"), topic_id=topic.pk)
+    assert result.counts["new"] == 1 and result.counts["updated"] == 1
+    assert seen == ["replica"] and _replication_role() == "origin"
+    connection.check_constraints()
+    assert ConsentRecord.objects.filter(purpose="email_marketing").count() == 2
+    assert TopicSubscription.objects.filter(topic=topic).count() == 2
+
+    # A subscriber deleted after the check is not updated: the import no
+    # longer vouches for its rows, and PostgreSQL's checks refuse them.
+    apply = engine._apply
+
+    def delete_then_apply(*args, **kwargs):
+        Subscriber.objects.filter(email_key="gone@example.com").delete()
+        return apply(*args, **kwargs)
+
+    make_subscriber(email="gone@example.com", status=SubscriberStatus.PENDING)
+    monkeypatch.setattr(engine, "_apply", delete_then_apply)
+    seen.clear()
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        run(write_csv("Email\ngone@example.com\nother@example.com\n"), topic_id=topic.pk)
+        connection.check_constraints()
+    assert seen == ["origin"]
+
+
+@pytest.mark.django_db
+def test_a_role_that_may_not_skip_the_checks_imports_with_them(write_csv, topic, monkeypatch):
+    from django.db import connection
+
+    from subscribers.importing import engine
+
+    if connection.vendor != "postgresql":
+        pytest.skip("roles are PostgreSQL's")
+    seen = []
+    write_ledger = engine._write_ledger
+    monkeypatch.setattr(engine, "_write_ledger", lambda *a, **k: (seen.append(_replication_role()),
+                                                                  write_ledger(*a, **k)))
+    with connection.cursor() as cursor:
+        # Rolled back with the test's transaction, like everything else here.
+        cursor.execute("CREATE ROLE import_without_superuser NOSUPERUSER")
+        cursor.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO import_without_superuser")
+        cursor.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO import_without_superuser")
+        cursor.execute("SET LOCAL ROLE import_without_superuser")
+    result = run(write_csv("Email\na@example.com\nb@example.com\n"), topic_id=topic.pk)
+    assert result.applied and result.counts["new"] == 2
+    assert seen == ["origin"]
+    connection.check_constraints()
+    assert ConsentRecord.objects.filter(purpose="topic", topic=topic).count() == 2
+
+
+def test_a_topic_deleted_while_the_import_runs_imports_nothing(db, write_csv, topic, monkeypatch):
+    from subscribers.importing import engine
+
+    apply = engine._apply
+
+    def delete_then_apply(*args, **kwargs):
+        topic.delete()
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_apply", delete_then_apply)
+    with pytest.raises(ImportFileError, match="topic chosen for this import was deleted"):
+        run(write_csv("Email\na@example.com\n"), topic_id=topic.pk)
+    assert not Subscriber.objects.exists() and not ConsentRecord.objects.exists()
+
+
+@pytest.mark.parametrize("address", [
+    "a@b.co", "first.last+tag@example.com", "o'brien@example.ie", "x@sub-domain.example.museum",
+    "user@xn--80ak6aa92e.com", "user@domain.xn--p1ai", "jānis@example.lv", "user@bücher.de", "user@localhost",
+    '"quoted local"@example.com', "user@[192.168.0.1]", "user@[IPv6:::1]", "a..b@example.com", ".a@example.com",
+    "a.@example.com", "a@-example.com", "a@example-.com", "a@example.c", "a@example.-com", "a@example.com-",
+    "a@example", "a@.example.com", "a@example..com", "a b@example.com", "a@@example.com", "@example.com",
+    "a@", "user@example.com.", "a@1.2.3.4", "a@example.123", "a@" + "x" * 64 + ".com", "a@x." + "y" * 64,
+])
+def test_email_parser_accepts_exactly_what_django_accepts(address):
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    from subscribers.importing.columns import CellError, parse_email
+    from subscribers.models import normalize_email
+
+    try:
+        validate_email(normalize_email(address))
+        django_ok = True
+    except ValidationError:
+        django_ok = False
+    try:
+        parse_email(address)
+        ours_ok = True
+    except CellError:
+        ours_ok = False
+    assert ours_ok == django_ok
