@@ -4,6 +4,9 @@ from .env import env_bool, env_int, env_list, env_str
 
 # Largest CSV a staff user may upload, in megabytes.
 IMPORT_MAX_FILE_MB = env_int("IMPORT_MAX_FILE_MB", 200)
+# Files at least this big (MB) are checked by two processes on PostgreSQL
+# (subscribers/importing/parallel.py); smaller ones by one.
+IMPORT_PARALLEL_MIN_MB = env_int("IMPORT_PARALLEL_MIN_MB", 20)
 # Uploaded import files and their reports are deleted after this many days.
 IMPORT_FILE_RETENTION_DAYS = env_int("IMPORT_FILE_RETENTION_DAYS", 30)
 # Version label of the consent notice recorded when none is given.

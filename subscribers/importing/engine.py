@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -26,12 +27,14 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, TextIO
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from marketing.spreadsheets import FORMULA_STARTS
 from subscribers.importing.columns import KNOWN_IGNORED, PARSERS, CellError, field_for_header, header_key
+from subscribers.importing.parallel import Helper, batches, cycle_collection_paused, is_blank
 from subscribers.importing.reader import ImportFileError, open_csv
 from subscribers.models import AttributeDefinition, ImportMode, coerce_attribute_value
 
@@ -85,6 +88,8 @@ SKIP_REASONS = {
     "erased": "the person asked for their data to be erased",
 }
 SUPPRESSED_REASON = "the person asked for their data to be erased; the address may not be added again"
+# Rows per batch of the reading phase (see parallel.py).
+BATCH_ROWS = 5000
 PREVIEW_ROWS = 50
 ISSUE_ROWS = 200
 
@@ -188,8 +193,11 @@ class _Plan:
             self.steps.append((index, header, parse, _SLOTS.get(name, COLUMN_INDEX.get(name, 0))))
 
 
-def _plan_columns(headers: list[str], result: ImportResult) -> _Plan:
-    catalogue = {header_key(d.key): d for d in AttributeDefinition.objects.all()}
+def _plan_columns(headers: list[str], result: ImportResult,
+                  definitions: Iterable[AttributeDefinition] | None = None) -> _Plan:
+    if definitions is None:
+        definitions = AttributeDefinition.objects.all()
+    catalogue = {header_key(d.key): d for d in definitions}
     catalogue.update({header_key(d.label): d for d in catalogue.copy().values()})
     fields: list[tuple[int, str, str]] = []
     attributes: list[tuple[int, AttributeDefinition, str]] = []
@@ -290,17 +298,22 @@ class _Dialect:
         extra = ", subscriber_id bigint, existing_status text" if self.pg else ", subscriber_id, existing_status"
         cursor.execute(f"CREATE TEMPORARY TABLE {STAGING} ({cols}{extra})")
 
-    def load(self, cursor: Any, rows: Iterable[list[Any]]) -> None:
+    def load(self, cursor: Any, rows: Iterable[list[Any] | bytes]) -> None:
+        """Stream ``rows`` into staging; on PostgreSQL an item may be a batch already in COPY text."""
         columns = ", ".join(LOADED_COLUMNS)
         if self.pg:
             with cursor.cursor.copy(f"COPY {STAGING} ({columns}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    if isinstance(row, bytes):
+                        copy.write(row)
+                    else:
+                        copy.write_row(row)
             return
         placeholders = ", ".join(["%s"] * len(LOADED_COLUMNS))
         sql = f"INSERT INTO {STAGING} ({columns}) VALUES ({placeholders})"
         batch: list[list[Any]] = []
         for row in rows:
+            assert not isinstance(row, bytes), "the helper process is for PostgreSQL only"
             for i in (12, 23, 25):
                 if row[i] is not None:
                     row[i] = self.value(row[i])
@@ -359,16 +372,29 @@ def run_import(
                 dialect.create_staging(cursor)
                 progress("reading", 0.0)
 
-                def parsed_rows() -> Iterable[list[Any]]:
-                    for line, cells in csv_file.rows:
-                        if not "".join(cells).strip():  # a blank line or only empty cells
-                            continue
-                        result.total_rows += 1
-                        if result.total_rows % 20000 == 0:
-                            progress("reading", 0.8 * csv_file.bytes_read() / max(csv_file.size, 1))
-                        yield _parse_row(line, cells, plan)
+                helper = _start_helper(path, options, dialect, csv_file.size)
+                batch_rows = helper.batch_rows if helper else BATCH_ROWS
 
-                dialect.load(cursor, parsed_rows())
+                def parsed_rows() -> Iterable[list[Any] | bytes]:
+                    # Rows as lists, or (from the helper) whole batches as COPY text.
+                    for index, batch in enumerate(batches(csv_file.rows, batch_rows)):
+                        if helper is not None and index % 2:
+                            count, data = helper.next_batch()
+                            result.total_rows += count
+                            yield data
+                        else:
+                            for line, cells in batch:
+                                if not is_blank(cells):
+                                    result.total_rows += 1
+                                    yield _parse_row(line, cells, plan)
+                        progress("reading", 0.8 * csv_file.bytes_read() / max(csv_file.size, 1))
+
+                try:
+                    with cycle_collection_paused():
+                        dialect.load(cursor, parsed_rows())
+                finally:
+                    if helper is not None:
+                        helper.close()
                 if result.total_rows == 0:
                     raise ImportFileError("The file has a header row but no subscribers in it.")
                 progress("checking", 0.82)
@@ -401,6 +427,14 @@ def run_import(
         csv_file.close()
     progress("done", 1.0)
     return result
+
+
+def _start_helper(path: str | Path, options: ImportOptions, dialect: _Dialect, size: int) -> Helper | None:
+    """A helper process for a big file on PostgreSQL with a second core; see ``parallel``."""
+    if not (dialect.pg and size >= settings.IMPORT_PARALLEL_MIN_MB * 1024 * 1024 and (os.cpu_count() or 1) > 1):
+        return None
+    definitions = list(AttributeDefinition.objects.values("key", "label", "type", "choices"))
+    return Helper(Path(path), options.max_bytes, definitions, BATCH_ROWS)
 
 
 def _dry_run_message(result: ImportResult, options: ImportOptions) -> str:

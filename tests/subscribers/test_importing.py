@@ -488,3 +488,78 @@ def test_email_parser_accepts_exactly_what_django_accepts(address):
     except CellError:
         ours_ok = False
     assert ours_ok == django_ok
+
+
+def _snapshot(result, report):
+    fields = ("email", "first_name", "last_name", "birth_date", "birthday_month", "birthday_day", "country",
+              "region", "timezone", "tags", "attributes", "confirmed_at", "status", "source")
+    return {
+        "counts": result.counts, "preview": result.preview, "issues": result.issues, "report": report.getvalue(),
+        "subscribers": sorted(Subscriber.objects.values_list(*fields)),
+        "consents": sorted(ConsentRecord.objects.values_list("subscriber__email_key", "purpose", "ip_address",
+                                                            "occurred_at", "notice_version")),
+        "members": sorted(TopicSubscription.objects.values_list("subscriber__email_key", "topic_id")),
+    }
+
+
+@pytest.mark.django_db
+def test_a_file_checked_by_two_processes_gives_the_same_result(write_csv, topic, make_subscriber, attribute,
+                                                               settings, monkeypatch):
+    from django.db import connection, transaction
+
+    from subscribers.importing import engine, parallel
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the helper process feeds PostgreSQL's COPY")
+    attribute("shoe_size", "number", label="Shoe size")
+    make_subscriber(email="known3@example.com", status=SubscriberStatus.PENDING, first_name="")
+    rows = [MAILCHIMP_HEADER + ",Shoe size"]
+    for n in range(40):
+        email = "known3@example.com" if n == 3 else f"p{n}@example.com"
+        if n == 7:
+            email = "not-an-address"
+        if n == 21:
+            email = "p2@example.com"  # the same address as an earlier row, in another batch
+        first = ['"Tab\there, back\\slash"', '"Two\nlines"', "Kristīne", '"Carriage\r return"', "Łukasz"][n % 5]
+        row = mailchimp_row(email, first=first, last="Zariņa", birthday="07/14" if n != 11 else "02/30",
+                            optin="2023-01-24 04:21:21", ip="6.213.51.48" if n % 2 else "2001:db8::1",
+                            tz="Europe/Riga", cc="LV" if n != 13 else "XX", tags='"""kids"",""travel"""')
+        rows.append(row + f",{n % 5 if n != 17 else 'big'}")
+        if n % 9 == 0:
+            rows.append("")  # blank lines do not count as rows
+    path = write_csv("\n".join(rows) + "\n")
+    monkeypatch.setattr(engine, "BATCH_ROWS", 4)
+    used = []
+    next_batch = parallel.Helper.next_batch
+    monkeypatch.setattr(parallel.Helper, "next_batch", lambda self: used.append(1) or next_batch(self))
+
+    def imported(min_mb):
+        settings.IMPORT_PARALLEL_MIN_MB = min_mb
+        report = io.StringIO()
+        with transaction.atomic():
+            result = run(path, topic_id=topic.pk, skip_bad_rows=True, report=report)
+            snapshot = _snapshot(result, report)
+            transaction.set_rollback(True)
+        return snapshot
+
+    one, two = imported(10**6), imported(0)
+    assert len(used) > 5 and two == one
+    assert one["counts"] == {"new": 34, "updated": 1, "skipped": 1, "error": 4}
+    assert ("p0@example.com", "Tab\there, back\\slash") in [(s[0], s[1]) for s in one["subscribers"]]
+
+
+@pytest.mark.django_db
+def test_a_file_that_turns_unreadable_in_the_helpers_part_is_refused(tmp_path, settings, monkeypatch):
+    from django.db import connection
+
+    from subscribers.importing import engine
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the helper process feeds PostgreSQL's COPY")
+    settings.IMPORT_PARALLEL_MIN_MB = 0
+    monkeypatch.setattr(engine, "BATCH_ROWS", 2)
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"Email\n" + b"".join(b"p%d@example.com\n" % n for n in range(7)) + b"caf\xe9@example.com\n")
+    with pytest.raises(ImportFileError, match="line 9"):
+        run(path)
+    assert not Subscriber.objects.exists()
