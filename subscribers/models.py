@@ -142,7 +142,10 @@ class Subscriber(models.Model):
         indexes = [
             models.Index(fields=["country", "status"], name="subscriber_country_status"),
             models.Index(fields=["source"], name="subscriber_source"),
-            models.Index(fields=["last_order_at"], name="subscriber_last_order"),
+            # Partial: most people have never ordered, and every range filter
+            # on the date implies it is set; imports skip 1M index entries.
+            models.Index(fields=["last_order_at"], name="subscriber_last_order",
+                         condition=models.Q(last_order_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -346,7 +349,9 @@ class ConsentRecord(models.Model):
         Subscriber, on_delete=models.CASCADE, related_name="consent_records", db_index=False
     )
     purpose = models.CharField(max_length=20, choices=ConsentPurpose.choices)
-    topic = models.ForeignKey("preferences.Topic", null=True, blank=True, on_delete=models.PROTECT)
+    # Topic and actor are indexed only where set (see Meta): most rows have
+    # neither, and deleting a topic or a user looks up rows that have it.
+    topic = models.ForeignKey("preferences.Topic", null=True, blank=True, on_delete=models.PROTECT, db_index=False)
     granted = models.BooleanField()
     method = models.CharField(max_length=20, choices=ConsentMethod.choices)
     notice_version = models.CharField(max_length=200, blank=True)
@@ -355,14 +360,18 @@ class ConsentRecord(models.Model):
     occurred_at = models.DateTimeField(default=django_tz.now, help_text="When the person gave or withdrew it.")
     recorded_at = models.DateTimeField(default=django_tz.now, editable=False)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
 
     objects = ConsentRecordQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["subscriber", "purpose", "-occurred_at"], name="consent_latest")]
+        indexes = [
+            models.Index(fields=["subscriber", "purpose", "-occurred_at"], name="consent_latest"),
+            models.Index(fields=["topic"], name="consent_topic", condition=models.Q(topic__isnull=False)),
+            models.Index(fields=["actor"], name="consent_actor", condition=models.Q(actor__isnull=False)),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(purpose="topic", topic__isnull=False)

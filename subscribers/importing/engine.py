@@ -697,40 +697,51 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
                   f"{first_id - 1} + {new_no} AS new_id FROM {s} WHERE outcome IN ('new', 'updated')) AS st")
         sid, known = "CASE WHEN outcome = 'new' THEN new_id ELSE subscriber_id END", ""
     with _references_proved(cursor, dialect, proved):
-        _write_ledger(cursor, options, source, sid, known, first_id is None, now)
+        _write_ledger(cursor, dialect, options, source, sid, known, first_id is None, now)
 
 
-def _write_ledger(cursor: Any, options: ImportOptions, source: str, sid: str, known: str, by_lookup: bool,
-                  now: Any) -> None:
-    """Append the import's consent rows and topic memberships (``by_lookup``: ids were looked up by address)."""
-    notice = options.consent_notice
-    consent_cols = ("subscriber_id, purpose, topic_id, granted, method, notice_version, ip_address, user_agent, "
-                    "occurred_at, recorded_at, actor_id")
-    cursor.execute(
-        f"""INSERT INTO subscribers_consentrecord ({consent_cols})
-        SELECT {sid}, 'email_marketing', NULL, TRUE, 'import', %s, optin_ip, '',
-               COALESCE(optin_at, %s), %s, %s
-        FROM {source} WHERE {known}
-          (outcome = 'new' OR (outcome = 'updated' AND existing_status IN ('pending', 'contact')))
-        ORDER BY line""",
-        [notice, now, now, options.actor_id],
-    )
-    if options.topic_id is not None:
+def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source: str, sid: str, known: str,
+                  by_lookup: bool, now: Any) -> None:
+    """Append the import's consent rows and topic memberships (``by_lookup``: ids were looked up by address).
+
+    The people concerned (with their ids, a running count over the file) are
+    computed once, in the ``ledger`` CTE, for both purposes of consent and
+    the memberships: on PostgreSQL all of it is one statement; SQLite, which
+    has no INSERT inside WITH, runs the same SQL as two.
+    """
+    topic = options.topic_id
+    if topic is None:
+        on_topic = "FALSE"
+        on_topic_params: list[Any] = []
+    else:
         not_yet = ("NOT EXISTS (SELECT 1 FROM preferences_topicsubscription ts "
                    "WHERE ts.subscriber_id = st.subscriber_id AND ts.topic_id = %s)")
-        if by_lookup:
-            chosen = f"subscriber_id IS NOT NULL AND outcome IN ('new', 'updated') AND {not_yet}"
-        else:
-            # A subscriber created just now has no topic rows yet.
-            chosen = f"(outcome = 'new' OR (outcome = 'updated' AND {not_yet}))"
-        cursor.execute(
-            f"""INSERT INTO subscribers_consentrecord ({consent_cols})
-            SELECT {sid}, 'topic', %s, TRUE, 'import', %s, optin_ip, '', COALESCE(optin_at, %s), %s, %s
-            FROM {source} WHERE {chosen} ORDER BY line""",
-            [options.topic_id, notice, now, now, options.actor_id, options.topic_id],
-        )
-        cursor.execute(
-            f"""INSERT INTO preferences_topicsubscription (subscriber_id, topic_id, subscribed, changed_at)
-            SELECT {sid}, %s, TRUE, %s FROM {source} WHERE {chosen}{"" if by_lookup else " ORDER BY line"}""",
-            [options.topic_id, now, options.topic_id],
-        )
+        # A subscriber created just now has no topic rows yet.
+        on_topic = not_yet if by_lookup else f"(outcome = 'new' OR {not_yet})"
+        on_topic_params = [topic]
+    ledger = (f"WITH ledger AS MATERIALIZED (SELECT line, {sid} AS person, outcome, existing_status, optin_ip, "
+              f"optin_at, {on_topic} AS on_topic FROM {source} WHERE {known} outcome IN ('new', 'updated'))")
+    purposes = ("SELECT 'email_marketing' AS purpose, CAST(NULL AS integer) AS topic_id"
+                + (" UNION ALL SELECT 'topic', CAST(%s AS integer)" if topic else ""))
+    consent_cols = ("subscriber_id, purpose, topic_id, granted, method, notice_version, ip_address, user_agent, "
+                    "occurred_at, recorded_at, actor_id")
+    consents = (
+        f"""INSERT INTO subscribers_consentrecord ({consent_cols})
+        SELECT person, p.purpose, p.topic_id, TRUE, 'import', %s, optin_ip, '', COALESCE(optin_at, %s), %s, %s
+        FROM ledger CROSS JOIN ({purposes}) AS p
+        WHERE CASE WHEN p.purpose = 'topic' THEN on_topic
+                   ELSE (outcome = 'new' OR existing_status IN ('pending', 'contact')) END
+        ORDER BY line, p.purpose"""
+    )
+    consent_params = [options.consent_notice, now, now, options.actor_id] + ([topic] if topic else [])
+    members = ("INSERT INTO preferences_topicsubscription (subscriber_id, topic_id, subscribed, changed_at) "
+               "SELECT person, %s, TRUE, %s FROM ledger WHERE on_topic ORDER BY line")
+    members_params = [topic, now]
+    if topic is None:
+        cursor.execute(f"{ledger} {consents}", on_topic_params + consent_params)
+    elif dialect.pg:
+        cursor.execute(f"{ledger}, consents AS ({consents}) {members}",
+                       on_topic_params + consent_params + members_params)
+    else:
+        cursor.execute(f"{ledger} {consents}", on_topic_params + consent_params)
+        cursor.execute(f"{ledger} {members}", on_topic_params + members_params)
