@@ -26,7 +26,10 @@ What it does (see bench/README.md):
    50,000-row slice of the same file, same database state;
 6. baseline (b): PostgreSQL ``COPY`` of the same file into a bare table of
    text columns;
-7. prints the figures with PASS/MISS against the goals and one JSON line
+7. the database floor: the rows the import left, copied into empty twins of
+   their tables (same indexes) with INSERT … SELECT: PostgreSQL's own share
+   of any import of this file on this machine;
+8. prints the figures with PASS/MISS against the goals and one JSON line
    (also written to bench/out/import_bench-ROWS.json).
 
 The script is its own child: ``--child import|admin|stock`` run one measured
@@ -512,6 +515,38 @@ def copy_baseline(database_url: str, file: Path) -> dict[str, Any]:
     return {"seconds": elapsed, "rows": rows}
 
 
+# --- the database floor ----------------------------------------------------------
+
+FLOOR_TABLES = ("subscribers_subscriber", "subscribers_consentrecord", "preferences_topicsubscription")
+
+
+def database_floor(database_url: str) -> dict[str, Any]:
+    """Time PostgreSQL writing the rows an import left, and nothing else.
+
+    The subscribers, consent rows and topic memberships in the database after
+    the import are copied with INSERT … SELECT into empty tables made LIKE the
+    real ones (the same columns, indexes and checks; no foreign keys), in one
+    transaction. No file, no Python, no checks, no staging: whatever an
+    import engine does, PostgreSQL has at least this to do on this machine.
+    """
+    import psycopg
+
+    with psycopg.connect(pg_dsn(database_url), autocommit=True) as conn:
+        for table in FLOOR_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS bench_floor_{table}")
+            conn.execute(f"CREATE TABLE bench_floor_{table} (LIKE {table} INCLUDING ALL)")
+        conn.execute("CHECKPOINT")
+        started = time.perf_counter()
+        with conn.transaction():
+            for table in FLOOR_TABLES:
+                conn.execute(f"INSERT INTO bench_floor_{table} SELECT * FROM {table}")
+        elapsed = time.perf_counter() - started
+        rows = sum(conn.execute(f"SELECT count(*) FROM bench_floor_{t}").fetchone()[0] for t in FLOOR_TABLES)
+        for table in FLOOR_TABLES:
+            conn.execute(f"DROP TABLE bench_floor_{table}")
+    return {"seconds": elapsed, "rows": rows}
+
+
 # --- the run -------------------------------------------------------------------
 
 
@@ -532,6 +567,7 @@ def main() -> int:
                         help="rows of the file's start that stock django-import-export imports")
     parser.add_argument("--skip-stock", action="store_true", help="leave out baseline (a)")
     parser.add_argument("--skip-copy", action="store_true", help="leave out baseline (b)")
+    parser.add_argument("--skip-floor", action="store_true", help="leave out the database floor")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the import this many times (each from the same state) and keep the fastest")
     parser.add_argument("--admin-flow", action="store_true",
@@ -595,6 +631,9 @@ def main() -> int:
         problems.append(f"the import was not applied: {ours['message']}")
     if ours["report_lines"] != args.rows:
         problems.append(f"the report has {ours['report_lines']} rows, expected {args.rows}")
+    if not args.skip_floor:
+        print("the database floor: the same rows written into empty copies of their tables …", flush=True)
+        figures["floor"] = database_floor(args.database_url)
 
     if args.admin_flow:
         topic_id = reset_database(args.database_url, args.rows, args.seed)
@@ -680,6 +719,12 @@ def main() -> int:
                           "", ""))
         print(line.format("ours / COPY (time)", f"{goals['vs_copy']['value']:.1f}x", goals["vs_copy"]["goal"],
                           verdict(goals["vs_copy"]["met"])))
+    if "floor" in figures:
+        fl = figures["floor"]
+        print(line.format("database floor: the rows alone, no checks", f"{fl['seconds']:.1f} s, {fl['rows']:,} rows",
+                          "", ""))
+        if "copy" in figures:
+            print(line.format("  floor / COPY (time)", f"{fl['seconds'] / figures['copy']['seconds']:.1f}x", "", ""))
     if "admin" in figures:
         a = figures["admin"]
         print(line.format("admin path: check (dry run)", f"{a['check_seconds']:.1f} s", "", ""))
