@@ -104,6 +104,20 @@ def staff_page(browser: Any, live_server: Any, staff_user: Any) -> Iterator[Any]
         yield page
     finally:
         context.close()
+        _finish_requests(live_server)
+
+
+def _finish_requests(live_server: Any) -> None:
+    """Wait for the live server's request threads to end before the test's database is flushed.
+
+    Closing the browser stops new requests, not one a server thread is still
+    answering (a preview the page fetched, say). On SQLite that thread's open
+    transaction locks a table, and the flush after the test fails with
+    "database table is locked", leaving rows that break the next test.
+    """
+    httpd = getattr(getattr(live_server, "thread", None), "httpd", None)
+    for thread in list(getattr(httpd, "_threads", None) or []):
+        thread.join(timeout=30)
 
 
 @pytest.fixture
