@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -34,11 +35,12 @@ from django.utils import timezone
 
 from marketing.spreadsheets import FORMULA_STARTS
 from subscribers.importing.columns import KNOWN_IGNORED, PARSERS, CellError, field_for_header, header_key
-from subscribers.importing.parallel import Helper, batches, cycle_collection_paused, is_blank
+from subscribers.importing.parallel import Helper, batches, cycle_collection_paused, file_identity, is_blank
 from subscribers.importing.reader import ImportFileError, open_csv
 from subscribers.models import AttributeDefinition, ImportMode, coerce_attribute_value
 
 Progress = Callable[[str, float], None]
+logger = logging.getLogger(__name__)
 
 STAGING = "import_staging"
 # (column, PostgreSQL type); SQLite ignores the types.
@@ -366,20 +368,22 @@ def run_import(
     dialect = _Dialect()
     csv_file = open_csv(path, max_bytes=options.max_bytes)
     try:
-        plan = _plan_columns(csv_file.headers, result)
+        # Read once: the helper process (if any) must plan with the same catalogue.
+        definitions = list(AttributeDefinition.objects.all())
+        plan = _plan_columns(csv_file.headers, result, definitions)
         with transaction.atomic():
             with connection.cursor() as cursor:
                 dialect.create_staging(cursor)
                 progress("reading", 0.0)
 
-                helper = _start_helper(path, options, dialect, csv_file.size)
+                helper = _start_helper(path, csv_file, options, dialect, definitions)
                 batch_rows = helper.batch_rows if helper else BATCH_ROWS
 
                 def parsed_rows() -> Iterable[list[Any] | bytes]:
                     # Rows as lists, or (from the helper) whole batches as COPY text.
                     for index, batch in enumerate(batches(csv_file.rows, batch_rows)):
                         if helper is not None and index % 2:
-                            count, data = helper.next_batch()
+                            count, data = helper.next_batch(batch)
                             result.total_rows += count
                             yield data
                         else:
@@ -429,12 +433,25 @@ def run_import(
     return result
 
 
-def _start_helper(path: str | Path, options: ImportOptions, dialect: _Dialect, size: int) -> Helper | None:
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may use (containers, taskset)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _start_helper(path: str | Path, csv_file: Any, options: ImportOptions, dialect: _Dialect,
+                  definitions: list[AttributeDefinition]) -> Helper | None:
     """A helper process for a big file on PostgreSQL with a second core; see ``parallel``."""
-    if not (dialect.pg and size >= settings.IMPORT_PARALLEL_MIN_MB * 1024 * 1024 and (os.cpu_count() or 1) > 1):
+    if not (dialect.pg and csv_file.size >= settings.IMPORT_PARALLEL_MIN_MB * 1024 * 1024 and _cpus() > 1):
         return None
-    definitions = list(AttributeDefinition.objects.values("key", "label", "type", "choices"))
-    return Helper(Path(path), options.max_bytes, definitions, BATCH_ROWS)
+    catalogue = [{"key": d.key, "label": d.label, "type": d.type, "choices": d.choices} for d in definitions]
+    try:
+        return Helper(Path(path), file_identity(csv_file.raw.fileno()), options.max_bytes, catalogue, BATCH_ROWS)
+    except OSError:
+        logger.warning("import: could not start the helper process; checking the file in one process",
+                       exc_info=True)
+        return None
 
 
 def _dry_run_message(result: ImportResult, options: ImportOptions) -> str:
@@ -558,14 +575,42 @@ def _lock_references(cursor: Any, dialect: _Dialect, options: ImportOptions) -> 
     ``FOR KEY SHARE`` is the lock PostgreSQL's own foreign-key check takes: no
     one can delete the topic while the import's rows point at it.
     """
+    from django.contrib.auth import get_user_model
+
     lock = " FOR KEY SHARE" if dialect.pg else ""
-    for table, pk, what in (("preferences_topic", options.topic_id, "topic"),
-                            ("auth_user", options.actor_id, "staff account")):
+    for table, pk, gone in (
+        ("preferences_topic", options.topic_id, "The topic chosen for this import was deleted while it ran"),
+        (get_user_model()._meta.db_table, options.actor_id,
+         "The staff user who started this import was deleted while it ran"),
+    ):
         if pk is None:
             continue
         cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s{lock}", [pk])
         if cursor.fetchone() is None:
-            raise ImportFileError(f"The {what} chosen for this import was deleted while it ran; nothing was imported.")
+            raise ImportFileError(f"{gone}; nothing was imported.")
+
+
+def _may_skip_reference_checks(cursor: Any) -> bool:
+    """Whether the role may set session_replication_role and the ledger tables have no triggers of their own.
+
+    Asked first, rather than trying, so that a role without the right does
+    not log a permission error on every import. A trigger someone adds (an
+    audit log, say) would also be skipped in replica mode: then the checks run.
+    """
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN "
+        "('subscribers_consentrecord'::regclass, 'preferences_topicsubscription'::regclass)), "
+        "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    )
+    own_triggers, superuser = cursor.fetchone()
+    if own_triggers:
+        return False
+    if superuser:
+        return True
+    if connection.pg_version < 150000:  # GRANT SET ON PARAMETER came with PostgreSQL 15
+        return False
+    cursor.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')")
+    return bool(cursor.fetchone()[0])
 
 
 @contextmanager
@@ -584,7 +629,7 @@ def _references_proved(cursor: Any, dialect: _Dialect, proved: bool) -> Iterator
     session_replication_role``, PostgreSQL 15+). Otherwise, or when not
     proved, the checks run as usual. The tables have no other triggers.
     """
-    if not (dialect.pg and proved):
+    if not (dialect.pg and proved and _may_skip_reference_checks(cursor)):
         yield False
         return
     try:
@@ -683,10 +728,16 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
         WHERE st.outcome = 'updated' AND st.subscriber_id = {sub}.id""",
         [now, now],
     )
+    if cursor.rowcount != updated_rows:
+        missing = updated_rows - cursor.rowcount
+        raise ImportFileError(
+            f"{missing} {'person' if missing == 1 else 'people'} in the file {'was' if missing == 1 else 'were'} "
+            "deleted while the import ran, so nothing was imported. Run the import again."
+        )
     # Every subscriber the ledger and topic rows point at was inserted or
-    # updated just now (so it exists and is locked until COMMIT) unless a
-    # concurrent signup or deletion changed the counts.
-    proved = inserted == new_rows and cursor.rowcount == updated_rows
+    # updated just now (so it exists and is locked until COMMIT), unless a
+    # concurrent signup made the INSERT skip a row.
+    proved = inserted == new_rows
     _lock_references(cursor, dialect, options)
     if first_id is None:
         source, sid, known = f"{s} AS st", "subscriber_id", "subscriber_id IS NOT NULL AND "
@@ -705,9 +756,9 @@ def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source
     """Append the import's consent rows and topic memberships (``by_lookup``: ids were looked up by address).
 
     The people concerned (with their ids, a running count over the file) are
-    computed once, in the ``ledger`` CTE, for both purposes of consent and
-    the memberships: on PostgreSQL all of it is one statement; SQLite, which
-    has no INSERT inside WITH, runs the same SQL as two.
+    computed in the ``ledger`` CTE for both purposes of consent and the
+    memberships: on PostgreSQL all of it is one statement that computes them
+    once; SQLite, which has no INSERT inside WITH, runs the same SQL as two.
     """
     topic = options.topic_id
     if topic is None:
@@ -719,10 +770,12 @@ def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source
         # A subscriber created just now has no topic rows yet.
         on_topic = not_yet if by_lookup else f"(outcome = 'new' OR {not_yet})"
         on_topic_params = [topic]
-    ledger = (f"WITH ledger AS MATERIALIZED (SELECT line, {sid} AS person, outcome, existing_status, optin_ip, "
+    # Computed once on PostgreSQL, where one statement reads it three times.
+    materialized = "MATERIALIZED " if dialect.pg else ""
+    ledger = (f"WITH ledger AS {materialized}(SELECT line, {sid} AS person, outcome, existing_status, optin_ip, "
               f"optin_at, {on_topic} AS on_topic FROM {source} WHERE {known} outcome IN ('new', 'updated'))")
-    purposes = ("SELECT 'email_marketing' AS purpose, CAST(NULL AS integer) AS topic_id"
-                + (" UNION ALL SELECT 'topic', CAST(%s AS integer)" if topic else ""))
+    purposes = ("SELECT 'email_marketing' AS purpose, CAST(NULL AS bigint) AS topic_id"
+                + (" UNION ALL SELECT 'topic', CAST(%s AS bigint)" if topic else ""))
     consent_cols = ("subscriber_id, purpose, topic_id, granted, method, notice_version, ip_address, user_agent, "
                     "occurred_at, recorded_at, actor_id")
     consents = (
