@@ -419,10 +419,12 @@ def run_import(
                     progress("importing", 0.9)
                     _apply(cursor, dialect, options, result.counts["new"], result.counts["updated"])
                     result.applied = True
+                    c = result.counts
                     result.message = (
-                        f"Imported {result.counts['new']} new and updated {result.counts['updated']} existing "
-                        f"subscribers; skipped {result.counts['skipped']}"
-                        + (f" and {result.counts['error']} rows with errors." if result.counts["error"] else ".")
+                        f"Imported {c['new']} new and updated {c['updated']} existing subscribers; "
+                        f"skipped {c['skipped']}"
+                        + (f"; left out {c['error']} {'row' if c['error'] == 1 else 'rows'} with errors."
+                           if c["error"] else ".")
                     )
                 cursor.execute(f"DROP TABLE IF EXISTS {STAGING}")
             if not result.applied:
