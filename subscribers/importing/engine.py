@@ -729,16 +729,22 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
     sets.append(f"status_changed_at = CASE WHEN {sub}.status IN ('pending', 'contact') THEN %s "
                 f"ELSE {sub}.status_changed_at END")
     sets.append("updated_at = %s")
+    # Only people still as the check saw them: someone who unsubscribed (or
+    # was deleted, or changed address) since then must not be subscribed
+    # again by this import.
+    blocked = ", ".join(f"'{status}'" for status in SKIP_REASONS)
     cursor.execute(
         f"""UPDATE {sub} SET {", ".join(sets)} FROM {s} st
-        WHERE st.outcome = 'updated' AND st.subscriber_id = {sub}.id""",
+        WHERE st.outcome = 'updated' AND st.subscriber_id = {sub}.id AND {sub}.email_key = st.email_key
+          AND {sub}.status NOT IN ({blocked})""",
         [now, now],
     )
     if cursor.rowcount != updated_rows:
-        missing = updated_rows - cursor.rowcount
+        changed = updated_rows - cursor.rowcount
         raise ImportFileError(
-            f"{missing} {'person' if missing == 1 else 'people'} in the file {'was' if missing == 1 else 'were'} "
-            "deleted while the import ran, so nothing was imported. Run the import again."
+            f"{changed} {'person' if changed == 1 else 'people'} in the file unsubscribed, changed address or "
+            f"{'was' if changed == 1 else 'were'} deleted while the import ran, so nothing was imported. "
+            "Run the import again: they will be reported as they are now."
         )
     # Every subscriber the ledger and topic rows point at was inserted or
     # updated just now (so it exists and is locked until COMMIT), unless a

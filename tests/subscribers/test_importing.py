@@ -415,7 +415,7 @@ def test_ledger_rows_skip_row_by_row_key_checks_only_when_proved(write_csv, topi
     make_subscriber(email="gone@example.com", status=SubscriberStatus.PENDING)
     monkeypatch.setattr(engine, "_apply", delete_then_apply)
     seen.clear()
-    with pytest.raises(ImportFileError, match="1 person in the file was deleted while the import ran"):
+    with pytest.raises(ImportFileError, match="1 person in the file unsubscribed, changed address or was deleted"):
         run(write_csv("Email\ngone@example.com\nother@example.com\n"), topic_id=topic.pk)
     assert seen == [] and not Subscriber.objects.filter(email_key="other@example.com").exists()
 
@@ -626,3 +626,27 @@ def test_rows_with_errors_leave_no_garbage_behind_while_the_file_is_read(db, wri
     assert result.counts["error"] == 12000
     # About 3 KB of garbage a row when nothing collects it: 36 MB here.
     assert peak < 20 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("change", ["unsubscribe", "new address"])
+def test_someone_who_unsubscribes_while_the_import_runs_is_not_subscribed_again(db, write_csv, make_subscriber,
+                                                                                monkeypatch, change):
+    from subscribers.importing import engine
+
+    person = make_subscriber(email="leaving@example.com", status=SubscriberStatus.PENDING)
+    apply = engine._apply
+
+    def change_then_apply(*args, **kwargs):
+        if change == "unsubscribe":
+            Subscriber.objects.filter(pk=person.pk).update(status=SubscriberStatus.UNSUBSCRIBED)
+        else:
+            Subscriber.objects.filter(pk=person.pk).update(email="moved@example.com", email_key="moved@example.com")
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_apply", change_then_apply)
+    # (Here the change shares the import's transaction and is rolled back with it.)
+    with pytest.raises(ImportFileError, match="1 person in the file unsubscribed, changed address or was deleted"):
+        run(write_csv("Email,First Name\nleaving@example.com,Lea\nnew@example.com,New\n"))
+    person.refresh_from_db()
+    assert person.first_name != "Lea" and not ConsentRecord.objects.exists()
+    assert not Subscriber.objects.filter(email_key="new@example.com").exists()
