@@ -377,11 +377,10 @@ def run_import(
                 progress("reading", 0.0)
 
                 helper = _start_helper(path, csv_file, options, dialect, definitions)
-                batch_rows = helper.batch_rows if helper else BATCH_ROWS
 
                 def parsed_rows() -> Iterable[list[Any] | bytes]:
                     # Rows as lists, or (from the helper) whole batches as COPY text.
-                    for index, batch in enumerate(batches(csv_file.rows, batch_rows)):
+                    for index, batch in enumerate(batches(csv_file.rows, BATCH_ROWS)):
                         if helper is not None and index % 2:
                             count, data = helper.next_batch(batch)
                             result.total_rows += count
@@ -752,19 +751,19 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
     proved = inserted == new_rows
     _lock_references(cursor, dialect, options)
     if first_id is None:
-        source, sid, known = f"{s} AS st", "subscriber_id", "subscriber_id IS NOT NULL AND "
+        source, sid = f"{s} AS st", "subscriber_id"
     else:
         # Every new row is kept by each filter below, so the running count
         # numbers them as the INSERT did.
         source = (f"(SELECT line, outcome, subscriber_id, existing_status, optin_ip, optin_at, "
                   f"{first_id - 1} + {new_no} AS new_id FROM {s} WHERE outcome IN ('new', 'updated')) AS st")
-        sid, known = "CASE WHEN outcome = 'new' THEN new_id ELSE subscriber_id END", ""
+        sid = "CASE WHEN outcome = 'new' THEN new_id ELSE subscriber_id END"
     with _references_proved(cursor, dialect, proved):
-        _write_ledger(cursor, dialect, options, source, sid, known, first_id is None, now)
+        _write_ledger(cursor, dialect, options, source, sid, first_id is None, now)
 
 
-def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source: str, sid: str, known: str,
-                  by_lookup: bool, now: Any) -> None:
+def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source: str, sid: str, by_lookup: bool,
+                  now: Any) -> None:
     """Append the import's consent rows and topic memberships (``by_lookup``: ids were looked up by address).
 
     The people concerned (with their ids, a running count over the file) are
@@ -784,6 +783,8 @@ def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source
         on_topic_params = [topic]
     # Computed once on PostgreSQL, where one statement reads it three times.
     materialized = "MATERIALIZED " if dialect.pg else ""
+    # Ids looked up by address: a row whose person was not found gets nothing.
+    known = "subscriber_id IS NOT NULL AND " if by_lookup else ""
     ledger = (f"WITH ledger AS {materialized}(SELECT line, {sid} AS person, outcome, existing_status, optin_ip, "
               f"optin_at, {on_topic} AS on_topic FROM {source} WHERE {known} outcome IN ('new', 'updated'))")
     purposes = ("SELECT 'email_marketing' AS purpose, CAST(NULL AS bigint) AS topic_id"

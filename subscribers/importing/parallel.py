@@ -52,7 +52,6 @@ BATCH_TIMEOUT = 300
 logger = logging.getLogger(__name__)
 _ROWS, _ERROR, _END = 0, 1, 2
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-ROOT = Path(__file__).resolve().parent.parent.parent
 COMMAND = [sys.executable, "-m", "subscribers.importing.parallel"]
 
 
@@ -141,13 +140,15 @@ class Helper:
 
     def __init__(self, path: Path, identity: list[int], max_bytes: int, definitions: list[dict[str, Any]],
                  batch_rows: int) -> None:
-        self.batch_rows = batch_rows
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        from django.conf import settings
+
+        root = str(settings.BASE_DIR)
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "marketing.settings"),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
             self._process = subprocess.Popen(  # noqa: S603 (our own module; nothing from outside)
-                COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=ROOT, env=env,
+                COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=root, env=env,
             )
         except BaseException:
             self._stderr.close()
