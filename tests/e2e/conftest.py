@@ -8,6 +8,9 @@ locally and fail in CI (env ``CI`` set), so a broken CI image is noticed.
 from __future__ import annotations
 
 import os
+import select
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,11 +91,9 @@ def staff_user(db: Any) -> Any:
 
 
 @pytest.fixture
-def staff_page(browser: Any, live_server: Any, staff_user: Any) -> Iterator[Any]:
+def staff_page(open_context: Any, staff_user: Any) -> Any:
     """A logged-in admin page of a Marketing manager (not a superuser)."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url, locale="en-US")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
+    page = open_context().new_page()
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", STAFF_USERNAME)
     page.fill("#id_password", STAFF_PASSWORD)
@@ -100,24 +101,97 @@ def staff_page(browser: Any, live_server: Any, staff_user: Any) -> Iterator[Any]
     page.wait_for_url("**/admin/")
     if not page.locator("#user-tools").is_visible():
         raise AssertionError(f"Login as {STAFF_USERNAME} failed: {page.locator('.errornote').all_inner_texts()}")
-    try:
-        yield page
-    finally:
-        context.close()
-        _finish_requests(live_server)
+    return page
 
 
-def _finish_requests(live_server: Any) -> None:
-    """Wait for the live server's request threads to end before the test's database is flushed.
+@pytest.fixture
+def open_context(browser: Any, live_server: Any) -> Iterator[Any]:
+    """Return ``open_context(**options)``: a new browser context on the live server, closed after the test.
 
-    Closing the browser stops new requests, not one a server thread is still
-    answering (a preview the page fetched, say). On SQLite that thread's open
-    transaction locks a table, and the flush after the test fails with
-    "database table is locked", leaving rows that break the next test.
+    After closing, the fixture waits until the live server has answered every
+    request it received, so the test's database is flushed only when no server
+    thread still uses it (see ``_RequestsInProgress``).
     """
-    httpd = getattr(getattr(live_server, "thread", None), "httpd", None)
-    for thread in list(getattr(httpd, "_threads", None) or []):
-        thread.join(timeout=30)
+    in_progress = _RequestsInProgress.on(live_server.thread.httpd)
+    contexts: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        context = browser.new_context(**{"viewport": VIEWPORT, "locale": "en-US", **options,
+                                         "base_url": live_server.url})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()
+        in_progress.wait_until_idle()
+
+
+class _RequestsInProgress:
+    """Count the live server's connections from their accept to the end of the thread that answers them.
+
+    The server answers each connection in a daemon thread that nothing joins.
+    Closing a browser stops new requests, not one the server has accepted (a
+    favicon asked for after the page loaded, say). On in-memory SQLite that
+    thread shares the test's connection, and the flush after the test fails
+    with "database table is locked", leaving rows that break the next test.
+    """
+
+    def __init__(self, httpd: Any) -> None:
+        self.httpd = httpd
+        self.count = 0
+        self.changed = threading.Condition()
+        process_request, process_request_thread = httpd.process_request, httpd.process_request_thread
+
+        def counted_request(request: Any, client_address: Any) -> None:  # runs in the accepting thread
+            with self.changed:
+                self.count += 1
+            try:
+                process_request(request, client_address)
+            except BaseException:
+                self._one_done()
+                raise
+
+        def counted_thread(request: Any, client_address: Any) -> None:  # the thread process_request started
+            try:
+                process_request_thread(request, client_address)
+            finally:
+                self._one_done()
+
+        httpd.process_request = counted_request
+        httpd.process_request_thread = counted_thread
+
+    @classmethod
+    def on(cls, httpd: Any) -> _RequestsInProgress:
+        """The counter of this server, installed on first use (the live server lives for the whole session)."""
+        counter = getattr(httpd, "_e2e_requests_in_progress", None)
+        if counter is None:
+            counter = httpd._e2e_requests_in_progress = cls(httpd)
+        return counter
+
+    def _one_done(self) -> None:
+        with self.changed:
+            self.count -= 1
+            self.changed.notify_all()
+
+    def wait_until_idle(self, timeout: float = 30.0) -> None:
+        """Return once no connection is being answered or waits to be accepted, twice in a row 50 ms apart."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 2:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"The live server was still answering {self.count} connection(s) "
+                                     f"{timeout:.0f} s after the browser closed")
+            with self.changed:
+                self.changed.wait_for(lambda: self.count == 0, timeout=remaining)
+                busy = self.count > 0
+            waiting = bool(select.select([self.httpd.socket], [], [], 0)[0])
+            quiet = 0 if busy or waiting else quiet + 1
+            time.sleep(0.05)
 
 
 @pytest.fixture

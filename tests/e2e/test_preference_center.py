@@ -51,19 +51,11 @@ def topics(db: Any) -> list[Topic]:
 
 
 @pytest.fixture
-def new_page(browser: Any, live_server: Any) -> Any:
-    contexts = []
-
+def new_page(open_context: Any) -> Any:
     def make(viewport: dict[str, int] = DESKTOP, locale: str = "en-US") -> Any:
-        context = browser.new_context(viewport=viewport, base_url=live_server.url, locale=locale,
-                                      accept_downloads=True)
-        context.set_default_timeout(15_000)
-        contexts.append(context)
-        return context.new_page()
+        return open_context(viewport=viewport, locale=locale, accept_downloads=True).new_page()
 
-    yield make
-    for context in contexts:
-        context.close()
+    return make
 
 
 def no_server_error(page: Any) -> None:
