@@ -37,12 +37,13 @@ from marketing.spreadsheets import FORMULA_STARTS
 from subscribers.importing.columns import KNOWN_IGNORED, PARSERS, CellError, field_for_header, header_key
 from subscribers.importing.parallel import Helper, batches, cycle_collection_paused, file_identity, is_blank
 from subscribers.importing.reader import ImportFileError, open_csv
-from subscribers.models import AttributeDefinition, ImportMode, coerce_attribute_value
+from subscribers.models import AttributeDefinition, ImportMode, SuppressedAddress, coerce_attribute_value
 
 Progress = Callable[[str, float], None]
 logger = logging.getLogger(__name__)
 
 STAGING = "import_staging"
+SUPPRESSED = SuppressedAddress._meta.db_table
 # (column, PostgreSQL type); SQLite ignores the types.
 STAGING_COLUMNS: list[tuple[str, str]] = [
     ("line", "integer"),
@@ -480,7 +481,7 @@ def _classify(cursor: Any, dialect: _Dialect, options: ImportOptions) -> None:
     )
     cursor.execute(
         f"""UPDATE {s} SET outcome = 'skipped', reason = %s
-        WHERE outcome = 'new' AND email_hash IN (SELECT email_hash FROM subscribers_suppressedaddress)""",
+        WHERE outcome = 'new' AND email_hash IN (SELECT email_hash FROM {SUPPRESSED})""",
         [SUPPRESSED_REASON],
     )
     cursor.execute(
@@ -665,6 +666,20 @@ def _insert_new(cursor: Any, sql: str, params: list[Any]) -> int:
     return cursor.rowcount
 
 
+def _stop_if_erased_meanwhile(cursor: Any) -> None:
+    """Stop the import if new rows were left out because their address was erased after the check."""
+    cursor.execute(
+        f"SELECT COUNT(*) FROM {STAGING} WHERE outcome = 'new' AND email_hash IN (SELECT email_hash FROM {SUPPRESSED})"
+    )
+    (erased,) = cursor.fetchone()
+    if erased:
+        raise ImportFileError(
+            f"{erased} {'address' if erased == 1 else 'addresses'} in the file "
+            f"{'was' if erased == 1 else 'were'} erased at the person's request while the import ran, so nothing "
+            "was imported. Run the import again: erased addresses are skipped."
+        )
+
+
 def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int, updated_rows: int) -> None:
     s, sub = STAGING, "subscribers_subscriber"
     now = dialect.value(timezone.now())
@@ -681,13 +696,17 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
     # INSERT's own defaults would have given it. The consent and topic
     # statements compute the same number with a running count, so staging is
     # not rewritten to hold the ids (a pass over the whole file and a join).
+    # Checked again as the rows go in: an address erased since the check (by
+    # someone who signed up and was erased while the import ran) stays out.
+    # (NOT EXISTS, not NOT IN: an anti-join however long the suppression list.)
+    not_erased = f" AND NOT EXISTS (SELECT 1 FROM {SUPPRESSED} x WHERE x.email_hash = {s}.email_hash)"
     first_id = _reserve_ids(cursor, new_rows) if dialect.pg and new_rows else None
     if first_id is not None:
         new_no = "COUNT(*) FILTER (WHERE outcome = 'new') OVER (ORDER BY line ROWS UNBOUNDED PRECEDING)"
         inserted = _insert_new(
             cursor,
             f"""INSERT INTO {sub} (id, {columns})
-            SELECT {first_id - 1} + {new_no}, {values} FROM {s} WHERE outcome = 'new' ORDER BY line""",
+            SELECT {first_id - 1} + {new_no}, {values} FROM {s} WHERE outcome = 'new'{not_erased} ORDER BY line""",
             params,
         )
         if inserted != new_rows:
@@ -697,9 +716,12 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
             first_id = None
     else:
         inserted = _insert_new(
-            cursor, f"INSERT INTO {sub} ({columns}) SELECT {values} FROM {s} WHERE outcome = 'new' ORDER BY line",
+            cursor,
+            f"INSERT INTO {sub} ({columns}) SELECT {values} FROM {s} WHERE outcome = 'new'{not_erased} ORDER BY line",
             params,
         )
+    if inserted != new_rows:
+        _stop_if_erased_meanwhile(cursor)
     if first_id is None:
         cursor.execute(
             f"""UPDATE {s} SET subscriber_id = sub.id FROM {sub} sub

@@ -8,9 +8,16 @@ import pytest
 
 from preferences import actions as preference_actions
 from preferences.models import TopicSubscription
-from subscribers.actions import ConsentEvidence, import_subscribers
+from subscribers.actions import ConsentEvidence, erase_subscriber, import_subscribers
 from subscribers.importing.reader import ImportFileError
-from subscribers.models import ConsentRecord, Subscriber, SubscriberStatus, SuppressedAddress, email_hash
+from subscribers.models import (
+    ConsentMethod,
+    ConsentRecord,
+    Subscriber,
+    SubscriberStatus,
+    SuppressedAddress,
+    email_hash,
+)
 
 MAILCHIMP_HEADER = (
     "Email Address,First Name,Last Name,Address,Phone Number,Birthday,MEMBER_RATING,OPTIN_TIME,OPTIN_IP,"
@@ -650,3 +657,23 @@ def test_someone_who_unsubscribes_while_the_import_runs_is_not_subscribed_again(
     person.refresh_from_db()
     assert person.first_name != "Lea" and not ConsentRecord.objects.exists()
     assert not Subscriber.objects.filter(email_key="new@example.com").exists()
+
+
+def test_an_address_erased_while_the_import_runs_is_not_added_again(db, write_csv, monkeypatch):
+    """Someone who signs up and is erased during the import: the check saw nothing, the INSERT must."""
+    from subscribers.importing import engine
+
+    apply = engine._apply
+
+    def sign_up_erase_then_apply(*args, **kwargs):
+        person = Subscriber.objects.create(email="Erin@Example.com", status=SubscriberStatus.SUBSCRIBED)
+        erase_subscriber(person, evidence=ConsentEvidence(method=ConsentMethod.PREFERENCE_CENTER))
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_apply", sign_up_erase_then_apply)
+    # (Here the erasure shares the import's transaction and is rolled back with it.)
+    with pytest.raises(ImportFileError, match=r"^1 address in the file was erased at the person's request while "
+                                              r"the import ran, so nothing was imported\."):
+        run(write_csv("Email,First Name\nkeep@example.com,Kim\nerin@example.com,Erin\n"))
+    assert not Subscriber.objects.filter(email_key__in=["keep@example.com", "erin@example.com"]).exists()
+    assert not ConsentRecord.objects.filter(purpose="email_marketing").exists()
