@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.contrib.postgres import operations as postgres
 from django.db import migrations
 
 Pairs = tuple[tuple[str, str], ...]  # (model name, field name)
 
 
-def drop_indexes(app: str, fk_indexes: Pairs, like_indexed: Pairs = ()) -> migrations.RunPython:
+def drop_indexes(app: str, fk_indexes: Pairs, like_indexed: Pairs = (), *,
+                 concurrently: bool = False) -> migrations.RunPython:
     """Return an operation dropping the single-column indexes of ``fk_indexes`` (and, on PostgreSQL, the
     ``varchar_pattern_ops`` "_like" indexes of ``like_indexed``), and creating them again when reversed.
 
@@ -18,6 +20,8 @@ def drop_indexes(app: str, fk_indexes: Pairs, like_indexed: Pairs = ()) -> migra
     also drops the foreign key and adds it back, which checks every row of the
     table while holding its lock. Use it as the database side of a
     ``SeparateDatabaseAndState`` whose state side is that ``AlterField``.
+    With ``concurrently`` (in a migration with ``atomic = False``), PostgreSQL
+    drops them without locking out reads and writes of the table.
     """
 
     def indexes(apps: Any, schema_editor: Any, pairs: Pairs, suffix: str) -> Iterator[tuple[Any, Any, str]]:
@@ -33,14 +37,60 @@ def drop_indexes(app: str, fk_indexes: Pairs, like_indexed: Pairs = ()) -> migra
         found = list(indexes(apps, schema_editor, fk_indexes, ""))
         if pg(schema_editor):
             found += indexes(apps, schema_editor, like_indexed, "_like")
+        how = "CONCURRENTLY " if concurrently and pg(schema_editor) else ""
         for _model, _field, name in found:
-            schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(name)}")
+            schema_editor.execute(f"DROP INDEX {how}IF EXISTS {schema_editor.quote_name(name)}")
 
     def backward(apps: Any, schema_editor: Any) -> None:
+        how = {"concurrently": True} if concurrently and pg(schema_editor) else {}
         for model, field, _name in indexes(apps, schema_editor, fk_indexes, ""):
-            schema_editor.execute(schema_editor._create_index_sql(model, fields=[field]))
+            schema_editor.execute(schema_editor._create_index_sql(model, fields=[field], **how))
         if pg(schema_editor):
             for model, field, _name in indexes(apps, schema_editor, like_indexed, "_like"):
                 schema_editor.execute(schema_editor._create_like_index_sql(model, field))
 
     return migrations.RunPython(forward, backward, elidable=True)
+
+
+class AddIndexConcurrently(postgres.AddIndexConcurrently):
+    """Create an index without locking out writes: ``CREATE INDEX CONCURRENTLY`` on PostgreSQL.
+
+    A plain ``CREATE INDEX`` blocks every insert and update of the table until
+    the index is built, which on a big consent ledger means signups wait. On
+    other databases (SQLite) the index is created the plain way. The migration
+    must set ``atomic = False``. If the build is interrupted, PostgreSQL keeps
+    an invalid index of that name: drop it and run the migration again.
+    """
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+
+class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
+    """Drop an index without locking out reads and writes: ``DROP INDEX CONCURRENTLY`` on PostgreSQL.
+
+    A plain ``DROP INDEX`` waits for every running query on the table and
+    blocks all new ones while it waits. Elsewhere (SQLite) the plain way. The
+    migration must set ``atomic = False``.
+    """
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            migrations.RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)

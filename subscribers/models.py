@@ -144,7 +144,7 @@ class Subscriber(models.Model):
             models.Index(fields=["source"], name="subscriber_source"),
             # Partial: most people have never ordered, and every range filter
             # on the date implies it is set; imports skip 1M index entries.
-            models.Index(fields=["last_order_at"], name="subscriber_last_order",
+            models.Index(fields=["last_order_at"], name="subscriber_last_order_at",
                          condition=models.Q(last_order_at__isnull=False)),
         ]
 
