@@ -52,7 +52,25 @@ def drop_indexes(app: str, fk_indexes: Pairs, like_indexed: Pairs = (), *,
     return migrations.RunPython(forward, backward, elidable=True)
 
 
-class AddIndexConcurrently(postgres.AddIndexConcurrently):
+class _ConcurrentlyOnPostgreSQL:
+    """Run the PostgreSQL ``CONCURRENTLY`` operation there, and ``plain`` on other databases (SQLite)."""
+
+    plain: type[migrations.AddIndex] | type[migrations.RemoveIndex]
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            self.plain.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            self.plain.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+
+class AddIndexConcurrently(_ConcurrentlyOnPostgreSQL, postgres.AddIndexConcurrently):
     """Create an index without locking out writes: ``CREATE INDEX CONCURRENTLY`` on PostgreSQL.
 
     A plain ``CREATE INDEX`` blocks every insert and update of the table until
@@ -62,20 +80,10 @@ class AddIndexConcurrently(postgres.AddIndexConcurrently):
     an invalid index of that name: drop it and run the migration again.
     """
 
-    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+    plain = migrations.AddIndex
 
 
-class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
+class RemoveIndexConcurrently(_ConcurrentlyOnPostgreSQL, postgres.RemoveIndexConcurrently):
     """Drop an index without locking out reads and writes: ``DROP INDEX CONCURRENTLY`` on PostgreSQL.
 
     A plain ``DROP INDEX`` waits for every running query on the table and
@@ -83,14 +91,4 @@ class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
     migration must set ``atomic = False``.
     """
 
-    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            migrations.RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+    plain = migrations.RemoveIndex
