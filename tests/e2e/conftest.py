@@ -131,7 +131,7 @@ def open_context(browser: Any, live_server: Any) -> Iterator[Any]:
 
 
 class _RequestsInProgress:
-    """Count the live server's connections from their accept to the end of the thread that answers them.
+    """Follow the live server's connections from their accept to the end of the thread that answers them.
 
     The server answers each connection in a daemon thread that nothing joins.
     Closing a browser stops new requests, not one the server has accepted (a
@@ -142,24 +142,24 @@ class _RequestsInProgress:
 
     def __init__(self, httpd: Any) -> None:
         self.httpd = httpd
-        self.count = 0
+        self.open: set[Any] = set()  # the sockets of the connections being answered
         self.changed = threading.Condition()
         process_request, process_request_thread = httpd.process_request, httpd.process_request_thread
 
         def counted_request(request: Any, client_address: Any) -> None:  # runs in the accepting thread
             with self.changed:
-                self.count += 1
+                self.open.add(request)
             try:
                 process_request(request, client_address)
             except BaseException:
-                self._one_done()
+                self._done(request)
                 raise
 
         def counted_thread(request: Any, client_address: Any) -> None:  # the thread process_request started
             try:
                 process_request_thread(request, client_address)
             finally:
-                self._one_done()
+                self._done(request)  # (nothing to do for one accepted before the counter was installed)
 
         httpd.process_request = counted_request
         httpd.process_request_thread = counted_thread
@@ -172,9 +172,9 @@ class _RequestsInProgress:
             counter = httpd._e2e_requests_in_progress = cls(httpd)
         return counter
 
-    def _one_done(self) -> None:
+    def _done(self, request: Any) -> None:
         with self.changed:
-            self.count -= 1
+            self.open.discard(request)
             self.changed.notify_all()
 
     def wait_until_idle(self, timeout: float = 30.0) -> None:
@@ -184,11 +184,10 @@ class _RequestsInProgress:
         while quiet < 2:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"The live server was still answering {self.count} connection(s) "
+                raise AssertionError(f"The live server was still answering {len(self.open)} connection(s) "
                                      f"{timeout:.0f} s after the browser closed")
             with self.changed:
-                self.changed.wait_for(lambda: self.count == 0, timeout=remaining)
-                busy = self.count > 0
+                busy = not self.changed.wait_for(lambda: not self.open, timeout=remaining)
             waiting = bool(select.select([self.httpd.socket], [], [], 0)[0])
             quiet = 0 if busy or waiting else quiet + 1
             time.sleep(0.05)
