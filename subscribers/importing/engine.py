@@ -620,22 +620,22 @@ def _may_skip_reference_checks(cursor: Any) -> bool:
 
 
 @contextmanager
-def _references_proved(cursor: Any, dialect: _Dialect, proved: bool) -> Iterator[bool]:
+def _references_proved(cursor: Any, dialect: _Dialect) -> Iterator[bool]:
     """Skip PostgreSQL's row-by-row foreign-key checks while the import writes rows it has proved.
 
     PostgreSQL checks each new consent and topic row's keys with one query and
     one row lock per key, deferred to COMMIT: about five million for a
     million-row file, a third of the import's time and a third of its WAL.
-    They prove nothing here when ``proved`` is true: every subscriber the rows
-    point at was inserted or updated by this transaction (so it exists and
-    stays locked until COMMIT), and the topic and staff user are locked by
-    ``_lock_references``. Then the checks are skipped with
+    They prove nothing here: every subscriber the rows point at was inserted
+    or updated by this transaction (``_apply`` stops the import otherwise), so
+    it exists and stays locked until COMMIT, and the topic and staff user are
+    locked by ``_lock_references``. So the checks are skipped with
     ``session_replication_role = replica`` for these statements only, if the
     database role may set it (a superuser, or after ``GRANT SET ON PARAMETER
-    session_replication_role``, PostgreSQL 15+). Otherwise, or when not
-    proved, the checks run as usual. The tables have no other triggers.
+    session_replication_role``, PostgreSQL 15+). Otherwise the checks run as
+    usual. The tables have no other triggers.
     """
-    if not (dialect.pg and proved and _may_skip_reference_checks(cursor)):
+    if not (dialect.pg and _may_skip_reference_checks(cursor)):
         yield False
         return
     try:
@@ -653,10 +653,11 @@ def _references_proved(cursor: Any, dialect: _Dialect, proved: bool) -> Iterator
 def _insert_new(cursor: Any, sql: str, params: list[Any]) -> int:
     """Insert the new subscribers; return how many rows went in.
 
-    A plain INSERT is the fast path. If someone signed up with one of the
-    addresses (or external ids) since the check, it fails on the unique index;
-    then it runs again skipping those rows (``ON CONFLICT DO NOTHING`` checks
-    both unique indexes before every row, which is slower).
+    A plain INSERT is the fast path. If someone took one of the addresses (or
+    external ids) since the check, it fails on the unique index; then it runs
+    again skipping those rows (``ON CONFLICT DO NOTHING`` checks both unique
+    indexes before every row, which is slower), so that the import can say
+    how many clashed before it stops.
     """
     try:
         with transaction.atomic():
@@ -666,8 +667,15 @@ def _insert_new(cursor: Any, sql: str, params: list[Any]) -> int:
     return cursor.rowcount
 
 
-def _stop_if_erased_meanwhile(cursor: Any) -> None:
-    """Stop the import if new rows were left out because their address was erased after the check."""
+def _stop_if_changed_meanwhile(cursor: Any, new_rows: int, inserted: int) -> None:
+    """Stop the import if what the check decided about its new rows no longer holds.
+
+    Run after the INSERT, so it sees every erasure committed before the
+    INSERT's unique checks: a person who signed up and was erased while the
+    import ran no longer holds the address (the erasure blanks it), so the
+    INSERT itself cannot notice. Once the import's rows are in, no one else
+    can commit the same address or external id until the import ends.
+    """
     cursor.execute(
         f"SELECT COUNT(*) FROM {STAGING} WHERE outcome = 'new' AND email_hash IN (SELECT email_hash FROM {SUPPRESSED})"
     )
@@ -677,6 +685,16 @@ def _stop_if_erased_meanwhile(cursor: Any) -> None:
             f"{erased} {'address' if erased == 1 else 'addresses'} in the file "
             f"{'was' if erased == 1 else 'were'} erased at the person's request while the import ran, so nothing "
             "was imported. Run the import again: erased addresses are skipped."
+        )
+    if inserted != new_rows:
+        # Whoever holds the address now (a signup, the API, another import)
+        # may have given or withheld consent of their own: the import must
+        # not decide for them.
+        clashed = new_rows - inserted
+        raise ImportFileError(
+            f"{clashed} {'row' if clashed == 1 else 'rows'} of the file clashed with people added while the import "
+            "ran (the same address or external id, from a signup, the API or another import), so nothing was "
+            "imported. Run the import again: they will be reported as they are now."
         )
 
 
@@ -696,32 +714,22 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
     # INSERT's own defaults would have given it. The consent and topic
     # statements compute the same number with a running count, so staging is
     # not rewritten to hold the ids (a pass over the whole file and a join).
-    # Checked again as the rows go in: an address erased since the check (by
-    # someone who signed up and was erased while the import ran) stays out.
-    # (NOT EXISTS, not NOT IN: an anti-join however long the suppression list.)
-    not_erased = f" AND NOT EXISTS (SELECT 1 FROM {SUPPRESSED} x WHERE x.email_hash = {s}.email_hash)"
     first_id = _reserve_ids(cursor, new_rows) if dialect.pg and new_rows else None
     if first_id is not None:
         new_no = "COUNT(*) FILTER (WHERE outcome = 'new') OVER (ORDER BY line ROWS UNBOUNDED PRECEDING)"
         inserted = _insert_new(
             cursor,
             f"""INSERT INTO {sub} (id, {columns})
-            SELECT {first_id - 1} + {new_no}, {values} FROM {s} WHERE outcome = 'new'{not_erased} ORDER BY line""",
+            SELECT {first_id - 1} + {new_no}, {values} FROM {s} WHERE outcome = 'new' ORDER BY line""",
             params,
         )
-        if inserted != new_rows:
-            # Someone signed up with one of the addresses (or external ids)
-            # meanwhile and the INSERT skipped that row: its reserved id
-            # belongs to nobody. Look the ids up by address instead.
-            first_id = None
     else:
         inserted = _insert_new(
             cursor,
-            f"INSERT INTO {sub} ({columns}) SELECT {values} FROM {s} WHERE outcome = 'new'{not_erased} ORDER BY line",
+            f"INSERT INTO {sub} ({columns}) SELECT {values} FROM {s} WHERE outcome = 'new' ORDER BY line",
             params,
         )
-    if inserted != new_rows:
-        _stop_if_erased_meanwhile(cursor)
+    _stop_if_changed_meanwhile(cursor, new_rows, inserted)
     if first_id is None:
         cursor.execute(
             f"""UPDATE {s} SET subscriber_id = sub.id FROM {sub} sub
@@ -768,9 +776,7 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
             "Run the import again: they will be reported as they are now."
         )
     # Every subscriber the ledger and topic rows point at was inserted or
-    # updated just now (so it exists and is locked until COMMIT), unless a
-    # concurrent signup made the INSERT skip a row.
-    proved = inserted == new_rows
+    # updated just now (so it exists and is locked until COMMIT).
     _lock_references(cursor, dialect, options)
     if first_id is None:
         source, sid = f"{s} AS st", "subscriber_id"
@@ -780,13 +786,12 @@ def _apply(cursor: Any, dialect: _Dialect, options: ImportOptions, new_rows: int
         source = (f"(SELECT line, outcome, subscriber_id, existing_status, optin_ip, optin_at, "
                   f"{first_id - 1} + {new_no} AS new_id FROM {s} WHERE outcome IN ('new', 'updated')) AS st")
         sid = "CASE WHEN outcome = 'new' THEN new_id ELSE subscriber_id END"
-    with _references_proved(cursor, dialect, proved):
-        _write_ledger(cursor, dialect, options, source, sid, first_id is None, now)
+    with _references_proved(cursor, dialect):
+        _write_ledger(cursor, dialect, options, source, sid, now)
 
 
-def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source: str, sid: str, by_lookup: bool,
-                  now: Any) -> None:
-    """Append the import's consent rows and topic memberships (``by_lookup``: ids were looked up by address).
+def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source: str, sid: str, now: Any) -> None:
+    """Append the import's consent rows and topic memberships.
 
     The people concerned (with their ids, a running count over the file) are
     computed in the ``ledger`` CTE for both purposes of consent and the
@@ -801,14 +806,12 @@ def _write_ledger(cursor: Any, dialect: _Dialect, options: ImportOptions, source
         not_yet = ("NOT EXISTS (SELECT 1 FROM preferences_topicsubscription ts "
                    "WHERE ts.subscriber_id = st.subscriber_id AND ts.topic_id = %s)")
         # A subscriber created just now has no topic rows yet.
-        on_topic = not_yet if by_lookup else f"(outcome = 'new' OR {not_yet})"
+        on_topic = f"(outcome = 'new' OR {not_yet})"
         on_topic_params = [topic]
     # Computed once on PostgreSQL, where one statement reads it three times.
     materialized = "MATERIALIZED " if dialect.pg else ""
-    # Ids looked up by address: a row whose person was not found gets nothing.
-    known = "subscriber_id IS NOT NULL AND " if by_lookup else ""
     ledger = (f"WITH ledger AS {materialized}(SELECT line, {sid} AS person, outcome, existing_status, optin_ip, "
-              f"optin_at, {on_topic} AS on_topic FROM {source} WHERE {known} outcome IN ('new', 'updated'))")
+              f"optin_at, {on_topic} AS on_topic FROM {source} WHERE outcome IN ('new', 'updated'))")
     purposes = ("SELECT 'email_marketing' AS purpose, CAST(NULL AS bigint) AS topic_id"
                 + (" UNION ALL SELECT 'topic', CAST(%s AS bigint)" if topic else ""))
     consent_cols = ("subscriber_id, purpose, topic_id, granted, method, notice_version, ip_address, user_agent, "
