@@ -76,11 +76,21 @@ class AddIndexConcurrently(_ConcurrentlyOnPostgreSQL, postgres.AddIndexConcurren
     A plain ``CREATE INDEX`` blocks every insert and update of the table until
     the index is built, which on a big consent ledger means signups wait. On
     other databases (SQLite) the index is created the plain way. The migration
-    must set ``atomic = False``. If the build is interrupted, PostgreSQL keeps
-    an invalid index of that name: drop it and run the migration again.
+    must set ``atomic = False``.
+
+    Django records such a migration as applied only after its last step, so
+    after an interruption ``migrate`` runs every step again. Each build
+    therefore first drops an index of its name: one this step built before
+    the interruption, or the invalid one PostgreSQL keeps when a
+    ``CONCURRENTLY`` build is cut short.
     """
 
     plain = migrations.AddIndex
+
+    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
+        how = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+        schema_editor.execute(f"DROP INDEX {how}IF EXISTS {schema_editor.quote_name(self.index.name)}")
+        super().database_forwards(app_label, schema_editor, from_state, to_state)
 
 
 class RemoveIndexConcurrently(_ConcurrentlyOnPostgreSQL, postgres.RemoveIndexConcurrently):

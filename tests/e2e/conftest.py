@@ -7,6 +7,7 @@ locally and fail in CI (env ``CI`` set), so a broken CI image is noticed.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import threading
@@ -125,9 +126,14 @@ def open_context(browser: Any, live_server: Any) -> Iterator[Any]:
     try:
         yield make
     finally:
-        for context in contexts:
-            context.close()
-        in_progress.wait_until_idle()
+        try:
+            for context in contexts:
+                try:
+                    context.close()
+                except Exception:  # the browser may be gone already; the others still need closing
+                    logging.getLogger(__name__).warning("could not close a browser context", exc_info=True)
+        finally:
+            in_progress.wait_until_idle()
 
 
 class _RequestsInProgress:
