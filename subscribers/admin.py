@@ -382,8 +382,9 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
             for subscriber in queryset.exclude(status=SubscriberStatus.ERASED).iterator():
                 actions.erase_subscriber(subscriber, evidence=admin_evidence(request))
                 erased += 1
-            self.message_user(request, f"Erased the personal data of {erased} people. Their addresses are kept only "
-                                       "as hashes, so they cannot be added again by mistake.", messages.SUCCESS)
+            who = "1 person. Their address is" if erased == 1 else f"{erased} people. Their addresses are"
+            self.message_user(request, f"Erased the personal data of {who} kept only as a hash, so they cannot be "
+                                       "added again by mistake.", messages.SUCCESS)
             return None
         return render(request, "admin/subscribers/subscriber/erase_confirm.html", {
             **self.admin_site.each_context(request),

@@ -513,17 +513,24 @@ def diagram(journey: Journey) -> dict[str, Any]:
             "goal": journey.exit_event, "first": steps[0].key if steps else None}
 
 
+def _duration(step: JourneyStep) -> str:
+    """“1 hour”, “3 days”; “? days” while the amount is missing."""
+    unit = step.get_wait_unit_display()
+    return f"1 {unit.removesuffix('s')}" if step.wait_amount == 1 else f"{step.wait_amount or '?'} {unit}"
+
+
 def step_in_words(step: JourneyStep) -> str:
     """Say what one step does, for the diagram."""
     kind = step.kind
     if kind == StepKind.SEND_EMAIL:
         return f"Send “{step.email}”" if step.email_id else "Send an email (none chosen)"
     if kind == StepKind.WAIT:
-        return f"Wait {step.wait_amount or '?'} {step.get_wait_unit_display()}"
+        return f"Wait {_duration(step)}"
     if kind == StepKind.WAIT_UNTIL:
         parts = []
         if step.until_date_field:
-            offset = f" {step.until_offset_days:+d} days" if step.until_offset_days else ""
+            days = "day" if abs(step.until_offset_days or 0) == 1 else "days"
+            offset = f" {step.until_offset_days:+d} {days}" if step.until_offset_days else ""
             parts.append(f"their {step.until_date_field}{offset}")
         if step.until_weekday is not None:
             parts.append(f"next {step.get_until_weekday_display()}")
@@ -531,7 +538,7 @@ def step_in_words(step: JourneyStep) -> str:
             parts.append(f"{step.until_time:%H:%M} local time")
         return "Wait until " + (", ".join(parts) or "?")
     if kind == StepKind.WAIT_EVENT:
-        return f"Wait up to {step.wait_amount or '?'} {step.get_wait_unit_display()} for “{step.event_name}”"
+        return f"Wait up to {_duration(step)} for “{step.event_name}”"
     if kind == StepKind.BRANCH:
         if step.engagement_step:
             verb = "click in" if step.engagement == Engagement.CLICKED else "open"

@@ -361,3 +361,16 @@ def test_the_email_select_links_to_the_journey_email_screen(admin_client):
     assert "/admin/campaigns/journeyemail/add/?_to_field=id&amp;_popup=1" in page
     assert "/admin/campaigns/campaign/add/?_to_field" not in page
     assert admin_client.get(f"/admin/campaigns/journeyemail/{email.pk}/change/?_popup=1").status_code == 200
+
+
+@pytest.mark.parametrize(("kind", "amount", "unit", "words"), [
+    (StepKind.WAIT, 1, "hours", "Wait 1 hour"),
+    (StepKind.WAIT, 3, "days", "Wait 3 days"),
+    (StepKind.WAIT, None, "weeks", "Wait ? weeks"),
+    (StepKind.WAIT_EVENT, 1, "weeks", "Wait up to 1 week for “Order Completed”"),
+])
+def test_the_diagram_says_durations_in_plain_english(kind, amount, unit, words):
+    from campaigns.journeys.admin import step_in_words
+
+    step = JourneyStep(kind=kind, wait_amount=amount, wait_unit=unit, event_name="Order Completed")
+    assert step_in_words(step) == words

@@ -238,10 +238,20 @@ def test_manager_erases_after_confirming(manager_client, make_subscriber):
     assert b"Erase for good" in confirm.content
     s.refresh_from_db()
     assert s.status == "subscribed"
-    manager_client.post(url, {"action": "erase_selected", "_selected_action": [s.pk], "apply": "1"})
+    done = manager_client.post(url, {"action": "erase_selected", "_selected_action": [s.pk], "apply": "1"},
+                               follow=True)
     s.refresh_from_db()
     assert s.status == "erased" and s.privacy_requests.get().kind == "erasure"
     assert s.consent_records.get().actor.username == "marketing_manager"
+    assert [str(m) for m in done.context["messages"]] == [
+        "Erased the personal data of 1 person. Their address is kept only as a hash, so they cannot be added again "
+        "by mistake."]
+    others = [make_subscriber(email=f"p{n}@example.com") for n in range(2)]
+    done = manager_client.post(url, {"action": "erase_selected", "_selected_action": [p.pk for p in others],
+                                     "apply": "1"}, follow=True)
+    assert [str(m) for m in done.context["messages"]] == [
+        "Erased the personal data of 2 people. Their addresses are kept only as a hash, so they cannot be added "
+        "again by mistake."]
 
 
 def test_tags_are_edited_as_a_comma_separated_line(manager_client, make_subscriber):
