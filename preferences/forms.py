@@ -99,9 +99,11 @@ class SignupForm(forms.Form):
     email = forms.EmailField(label=_("Email address"), max_length=254,
                              widget=forms.EmailInput(attrs={"autocomplete": "email", "inputmode": "email"}))
     first_name = forms.CharField(label=_("First name (optional)"), max_length=150, required=False,
-                                 widget=forms.TextInput(attrs={"autocomplete": "given-name"}))
+                                 widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+                                 error_messages={"max_length": _("Please keep your first name under 150 characters.")})
     topics = forms.MultipleChoiceField(label=_("What would you like to hear about?"), required=False,
-                                       widget=forms.CheckboxSelectMultiple)
+                                       widget=forms.CheckboxSelectMultiple,
+                                       error_messages={"invalid_choice": _("Please choose from the topics listed.")})
     # Honeypot: hidden from people (and from assistive technology); bots fill every field.
     website = forms.CharField(required=False, label=_("Leave this field empty"),
                               widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}))
@@ -117,17 +119,29 @@ class SignupForm(forms.Form):
             self.initial.setdefault("t", form_time_token())
 
     def looks_like_a_bot(self) -> bool:
-        """Say whether the honeypot was filled or the form came back faster than a person types."""
+        """Say whether the honeypot was filled or the render-time stamp was forged."""
         if self.cleaned_data.get("website"):
             return True
+        return self._seconds_to_fill() == -1
+
+    def came_back_too_fast(self) -> bool:
+        """Say whether the form came back faster than a person types.
+
+        Browser autofill can be that fast, so such a form is shown again,
+        filled in, to be sent once more rather than dropped.
+        """
+        return 0 <= self._seconds_to_fill() < MIN_FILL_SECONDS
+
+    def _seconds_to_fill(self) -> float:
+        """Seconds from render to submit; infinite without a stamp (an embedded snippet), -1 if forged."""
         stamp = self.cleaned_data.get("t")
-        if not stamp:  # posted from an embedded snippet, which has no render time
-            return False
+        if not stamp:
+            return float("inf")
         try:
             rendered = signing.loads(stamp, salt=FORM_TIME_SALT, max_age=60 * 60 * 24)
         except signing.BadSignature:
-            return True
-        return time.time() - int(rendered) < MIN_FILL_SECONDS
+            return -1
+        return max(time.time() - int(rendered), 0)
 
     def topic_entries(self) -> list[dict[str, Any]]:
         """Return each topic with its checkbox state, for a template that shows descriptions too."""

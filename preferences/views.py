@@ -341,18 +341,13 @@ def signup(request: HttpRequest) -> HttpResponse:
     topics = topic_list()
     if request.method == "POST":
         if not _csrf_passes(request):
-            # No fill-time stamp: the person typed their details on the other site already.
-            initial = {"email": request.POST.get("email", "")[:254], "lang": language, "t": "",
-                       "first_name": request.POST.get("first_name", "")[:150]}
-            if request.POST.getlist("topics"):
-                initial["topics"] = request.POST.getlist("topics")
-            form = SignupForm(initial=initial, topics=topics)
-            return page(request, "preferences/signup.html", {"form": form, "confirm_here": True,
-                                                             "languages": language_choices()})
+            return _ask_to_confirm(request, language, topics)
         form = SignupForm(request.POST, topics=topics)
         if form.is_valid():
             if form.looks_like_a_bot():
                 logger.info("Signup form: a bot-like submission was ignored")
+            elif form.came_back_too_fast():
+                return _ask_to_confirm(request, language, topics)
             else:
                 actions.request_signup(
                     email=form.cleaned_data["email"], first_name=form.cleaned_data["first_name"], language=language,
@@ -363,6 +358,22 @@ def signup(request: HttpRequest) -> HttpResponse:
     else:
         form = SignupForm(initial={"lang": language}, topics=topics)
     return page(request, "preferences/signup.html", {"form": form, "languages": language_choices()})
+
+
+def _ask_to_confirm(request: HttpRequest, language: str, topics: list[dict[str, Any]]) -> HttpResponse:
+    """Show the posted details in the form again, to be sent once more from this page.
+
+    For a POST from another site (the embed snippet, no CSRF token) and for a
+    form sent back faster than a person types (browser autofill). Without a
+    fill-time stamp, so an immediate second click counts.
+    """
+    initial = {"email": request.POST.get("email", "")[:254], "lang": language, "t": "",
+               "first_name": request.POST.get("first_name", "")[:150]}
+    if request.POST.getlist("topics"):
+        initial["topics"] = request.POST.getlist("topics")
+    form = SignupForm(initial=initial, topics=topics)
+    return page(request, "preferences/signup.html", {"form": form, "confirm_here": True,
+                                                     "languages": language_choices()})
 
 
 @require_http_methods(["GET", "HEAD"])

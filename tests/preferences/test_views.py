@@ -257,13 +257,33 @@ def test_the_answer_is_the_same_for_new_known_and_erased_addresses(monkeypatch, 
     assert SuppressedAddress.objects.count() == 1
 
 
-def test_the_honeypot_and_fast_bots_store_nothing(monkeypatch, topics):
+def test_the_honeypot_stores_nothing_and_a_fast_form_is_shown_again(monkeypatch, topics):
     client = csrf_client()
-    response = signup_form(client, email="bot@example.com")  # posted faster than a person types
-    assert response.status_code == 302
+    # Faster than a person types (a bot, or a browser's autofill): shown again, filled in, nothing stored.
+    response = signup_form(client, email="fast@example.com", first_name="Fay", topics=["offers"])
+    html = response.content.decode()
+    assert response.status_code == 200 and "press Subscribe to finish" in html
+    assert 'value="fast@example.com"' in html and 'value="offers" id="topic-offers" checked' in html
+    assert not Signup.objects.exists()
+    # A person presses Subscribe again: the form has no fill-time stamp now, so an immediate click counts.
+    again = client.post("/signup/", {"csrfmiddlewaretoken": client.cookies["csrftoken"].value, "t": "",
+                                     "email": "fast@example.com", "first_name": "Fay", "topics": ["offers"]})
+    assert again.status_code == 302 and Signup.objects.get().email == "fast@example.com"
     backdate_form_time(monkeypatch)
     response = signup_form(client, email="bot@example.com", website="http://spam.example")
     assert response.status_code == 302
+    response = signup_form(client, email="bot@example.com", t="forged-stamp")
+    assert response.status_code == 302
+    assert list(Signup.objects.values_list("email", flat=True)) == ["fast@example.com"]
+
+
+def test_every_signup_field_says_what_is_wrong(monkeypatch, topics):
+    backdate_form_time(monkeypatch)
+    response = signup_form(csrf_client(), email="ok@example.com", first_name="x" * 151, topics=["no-such-topic"])
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Please keep your first name under 150 characters." in html
+    assert "Please choose from the topics listed." in html
     assert not Signup.objects.exists()
 
 
