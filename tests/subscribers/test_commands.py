@@ -227,12 +227,21 @@ def test_seed_demo_bulk_load_rebuilds_indexes_and_finishes_an_interrupted_load(d
     assert Subscriber.objects.count() == 40
 
 
-def test_create_demo_login_prints_credentials(db, capsys):
+def test_create_demo_login_prints_credentials(db, capsys, client):
     call_command("create_demo_login")
     assert "username demo" in capsys.readouterr().out
     from django.contrib.auth.models import User
 
-    assert User.objects.get(username="demo").check_password("demo-marketing")
+    user = User.objects.get(username="demo")
+    assert user.check_password("demo-marketing")
+    assert user.is_staff and not user.is_superuser
+    assert list(user.groups.values_list("name", flat=True)) == ["Marketing manager"]
+    assert client.login(username="demo", password="demo-marketing")
+    assert client.get("/admin/subscribers/subscriber/").status_code == 200
+    # Starting the app again (run.py runs the command each time) keeps whoever is signed in signed in.
+    call_command("create_demo_login")
+    assert User.objects.get(username="demo").password == user.password
+    assert client.get("/admin/subscribers/subscriber/").status_code == 200
 
 
 def test_seed_demo_puts_nothing_after_now(db):

@@ -19,9 +19,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
         user, _ = User.objects.get_or_create(username=options["username"], defaults={"email": "demo@example.com"})
+        # A Marketing manager, not a superuser: the demo shows the product as its staff see it.
         user.is_staff = True
-        user.is_superuser = True
-        user.set_password(options["password"])
+        user.is_superuser = False
+        if not user.check_password(options["password"]):
+            # Only when it differs: a new hash would log out everyone signed in as the demo user.
+            user.set_password(options["password"])
         user.save()
         user.groups.add(Group.objects.get(name=MARKETING_MANAGER))
         self.stdout.write(f"Demo login: username {options['username']}  password {options['password']}")
