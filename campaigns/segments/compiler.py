@@ -18,7 +18,10 @@ Everything is compiled into subquery conditions (EXISTS / IN over events,
 orders, deliveries, consent) of a single query: nothing is evaluated per
 person in Python. The module is pure: the only database reads happen
 through ``CompileContext`` (attribute catalogue, referenced segments), which
-tests can fill by hand.
+tests can fill by hand. Conditions reach subscriber columns only through
+expressions (``F``, ``OuterRef``), never by writing the table name into SQL:
+a segment's queryset is often nested in another query, where Django gives
+the subscriber table another alias (U0…).
 
 Null rule: a positive operator never matches a missing value; a negative one
 ("not equals", "not in", "does not contain", "did not buy"…) matches people
@@ -49,10 +52,10 @@ from django.db.models import (
     Q,
     Value,
     Window,
+    lookups,
 )
-from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, PercentRank
+from django.db.models.functions import Coalesce, PercentRank
 from django_countries import countries
 
 MATCH_ALL = Q()
@@ -306,8 +309,6 @@ class JSONNumber(Func):
 
 
 def _lookup(lhs: Any, lookup: str, number: Decimal, cast: bool) -> Q:
-    from django.db.models import lookups
-
     classes = {"exact": lookups.Exact, "gt": lookups.GreaterThan, "gte": lookups.GreaterThanOrEqual,
                "lt": lookups.LessThan, "lte": lookups.LessThanOrEqual}
     rhs: Any = float(number) if cast else number
@@ -385,23 +386,39 @@ def _column(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
 
 
 def _tags(path: str, op: str, value: Any) -> Q:
-    from django.db import connection
-
     if op in {"is_set", "is_not_set"}:
         has_any = ~Q(**{path: []}) & Q(**{f"{path}__isnull": False})
         return has_any if op == "is_set" else ~has_any
     items = [str(v).strip() for v in (_list(value) if op in {"has_any", "has_none"} else [_text(value)])]
-    column = f'"subscribers_subscriber"."{path}"'
-    if connection.vendor == "postgresql":
-        # Case-insensitive containment on the lower-cased list: one cast per row, no set-returning function.
-        sql = f"lower({column}::text)::jsonb ?| %s::text[]"
-        params: tuple[Any, ...] = ([i.lower() for i in items],)
-    else:
-        marks = ", ".join("%s" for _ in items)
-        sql = f"EXISTS (SELECT 1 FROM json_each({column}) WHERE lower(value) IN ({marks}))"
-        params = tuple(i.lower() for i in items)
-    q = Q(RawSQL(sql, params, output_field=BooleanField()))  # noqa: S611 - values are parameters
+    q = Q(HasAnyTag(F(path), items))
     return ~q if op in {"has_not", "has_none"} else q
+
+
+class HasAnyTag(Func):
+    """Say whether a JSON list of tags holds any of ``tags``, ignoring case.
+
+    The column is an expression (``F("tags")``), never a table name written
+    into SQL: a segment's queryset is often nested in another query
+    (``subscriber__in=members(...)``), where Django gives the subscriber
+    table another alias, and only the compiled column follows it.
+    """
+
+    output_field = BooleanField()
+
+    def __init__(self, column: Any, tags: list[str]) -> None:
+        super().__init__(column)
+        self.tags = [tag.lower() for tag in tags]
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.source_expressions[0])
+        marks = ", ".join("%s" for _ in self.tags)
+        return (f"EXISTS (SELECT 1 FROM json_each({column}) WHERE lower(value) IN ({marks}))",
+                (*params, *self.tags))
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Containment on the lower-cased list: one cast per row, no set-returning function.
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"(lower(({column})::text)::jsonb ?| %s::text[])", (*params, self.tags)
 
 
 def _email_domain(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
@@ -681,13 +698,14 @@ def _cart_abandoned(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) 
     return q if rule["op"] == "is_true" else ~q
 
 
-def _epoch(column: str) -> str:
-    from django.db import connection
+class Epoch(Func):
+    """Read a datetime as seconds since 1970, on SQLite and PostgreSQL alike."""
 
-    qualified = f'"subscribers_subscriber"."{column}"'
-    if connection.vendor == "postgresql":
-        return f"EXTRACT(EPOCH FROM {qualified})"
-    return f"((julianday({qualified}) - 2440587.5) * 86400.0)"
+    template = "((julianday(%(expressions)s) - 2440587.5) * 86400.0)"
+    output_field = FloatField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="EXTRACT(EPOCH FROM %(expressions)s)", **extra)
 
 
 def _lapsed(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
@@ -702,15 +720,13 @@ def _lapsed(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
     days = _whole(rule.get("days", 180))
     if multiplier <= 0:
         raise ValueError("The multiplier must be above 0.")
-    now = ctx.now.timestamp()
-    last, first = _epoch("last_order_at"), _epoch("first_order_at")
-    overdue = RawSQL(  # noqa: S611 - only numbers are interpolated, values are parameters
-        f'("subscribers_subscriber"."order_count" >= 2 AND '
-        f'({last} - {first}) >= 86400 * ("subscribers_subscriber"."order_count" - 1) AND '
-        f'(%s - {last}) * ("subscribers_subscriber"."order_count" - 1) > %s * ({last} - {first}))',
-        (now, float(multiplier)), output_field=BooleanField(),
-    )
-    q = Q(order_count__gte=1) & (Q(last_order_at__lt=ctx.now - dt.timedelta(days=days)) | Q(overdue))
+    last = Epoch("last_order_at")
+    span = last - Epoch("first_order_at")  # first to last order, in seconds
+    gaps = F("order_count") - 1  # intervals between orders
+    since_last = Value(ctx.now.timestamp()) - last
+    overdue = (Q(order_count__gte=2) & Q(lookups.GreaterThanOrEqual(span, Value(86400.0) * gaps))
+               & Q(lookups.GreaterThan(since_last * gaps, Value(float(multiplier)) * span)))
+    q = Q(order_count__gte=1) & (Q(last_order_at__lt=ctx.now - dt.timedelta(days=days)) | overdue)
     return q if rule["op"] == "is_true" else ~q
 
 
@@ -814,13 +830,8 @@ def random_bucket(subscriber_id: int, salt: int = 0) -> int:
 
 def _bucket(spec: FieldSpec, rule: dict[str, Any], ctx: CompileContext) -> Q:
     salt = _whole(rule.get("salt", 0), "The salt", 0, 10**6)
-    expression = RawSQL(  # noqa: S611 - only validated integers are interpolated
-        f'((("subscribers_subscriber"."id" * {bucket_multiplier(salt)}) %% {BUCKET_MODULUS}) * 100 '
-        f"/ {BUCKET_MODULUS})", (),
-    )
-    from django.db.models import IntegerField, lookups
-
-    bucket = Cast(expression, IntegerField())
+    # Whole numbers throughout: the division truncates, as random_bucket's // does.
+    bucket = (F("id") * bucket_multiplier(salt) % BUCKET_MODULUS) * 100 / BUCKET_MODULUS
     op, value = rule["op"], rule.get("value")
     if op == "between":
         low, high = (_whole(v, "A bucket", 0, 99) for v in _pair(value))
