@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from campaigns.content.checks import Problem, check_content
 from campaigns.content.models import Campaign, CampaignKind, ContentBlock, EmailLayout, Variant
-from campaigns.content.personalize import empty_context, recipient_contexts
+from campaigns.content.personalize import empty_context, preview_links, recipient_contexts
 from campaigns.content.rendering import CompiledMessage, ContentError, RenderedMessage, compile_message
 
 
@@ -122,7 +124,7 @@ def preview_variant(variant: Variant, *, subscriber_id: int | None = None, langu
         contexts = recipient_contexts([subscriber_id], segments=_segments_of(variant), recommendations=True,
                                       allow_sensitive=bool(variant.campaign.sensitive_justification.strip()))
         recipient = contexts[subscriber_id]
-        context = recipient.context
+        context = {**recipient.context, **preview_links()}  # the person's own links stay out of previews
         language = language or _version_language(variant, recipient.locale)
         locale, currency = recipient.locale, recipient.currency
     else:
@@ -145,6 +147,10 @@ def _version_language(variant: Variant, locale: str) -> str:
 
 def send_test(variant: Variant, *, to: list[str], subscriber_id: int | None = None, language: str = "") -> int:
     """Send a variant, rendered for a subscriber (or with no data), to staff addresses; returns how many."""
+    wrong = [address for address in to if address and not _is_email(address)]
+    if wrong:
+        raise ContentError("Test send", None, " ".join(f"“{a}” is not an email address." for a in wrong)
+                           + f" Nothing was sent: correct {'it' if len(wrong) == 1 else 'them'} and send again.")
     allowed = set(settings.TEST_SEND_ADDRESSES)
     recipients = [a for a in to if a and (not allowed or a in allowed)]
     if not recipients:
@@ -161,6 +167,14 @@ def send_test(variant: Variant, *, to: list[str], subscriber_id: int | None = No
     message.attach_alternative(preview.rendered.html, "text/html")
     message.send()
     return len(recipients)
+
+
+def _is_email(address: str) -> bool:
+    try:
+        validate_email(address)
+    except ValidationError:
+        return False
+    return True
 
 
 @transaction.atomic

@@ -6,11 +6,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import AdminIntegerFieldWidget
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns.content import actions
@@ -80,12 +83,32 @@ class VariantInline(admin.StackedInline):
 
 
 class CampaignForm(forms.ModelForm):
+    """Refuse what Schedule would refuse about the numbers, and a send time that has passed, when saving."""
+
+    # 0 is refused rather than read as "no limit": an empty box says that, as the help text tells.
+    throttle_per_minute = forms.IntegerField(
+        required=False, min_value=1, widget=AdminIntegerFieldWidget,
+        help_text=Campaign._meta.get_field("throttle_per_minute").help_text,
+        error_messages={"min_value": "Enter 1 or more messages a minute, or leave the box empty for no limit."})
+
     class Meta:
         model = Campaign
         fields = ("name", "topic", "from_name", "from_email", "reply_to", "layout", "sensitive_justification",
                   "schedule_mode", "send_at", "send_on", "local_time", "throttle_per_minute", "test_percent",
                   "winner_metric", "test_hours", "winner_auto", "holdout_percent", "conversion_window_days")
         widgets = {"sensitive_justification": forms.Textarea(attrs={"rows": 2})}
+
+    def clean(self) -> dict[str, Any]:
+        from campaigns.sending import actions as sending
+
+        data = super().clean()
+        passed = sending.passed_send_time(data.get("schedule_mode", ""), data.get("send_at"), now=timezone.now())
+        if passed:
+            self.add_error("send_at", passed)
+        if data.get("test_percent") is not None and data.get("holdout_percent") is not None:
+            for problem in sending.share_problems(data["test_percent"], data["holdout_percent"]):
+                self.add_error(None, problem)
+        return data
 
 
 SENDING_FIELDS = ("status", "status_note", "progress_display", "results_display", "started_at", "test_ends_at",
@@ -123,9 +146,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: Any = None) -> HttpResponse:
-        campaign = Campaign.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        # get_object answers None for an id that is no number (a mistyped URL such as 16/progress/), and
+        # the change view then says the campaign does not exist, as Django's admin does.
+        campaign = self.get_object(request, unquote(object_id))
         extra = dict(extra_context or {})
-        if campaign and campaign != CampaignStatus.DRAFT:
+        if campaign is not None and campaign.status != CampaignStatus.DRAFT:
             # A scheduled or sent campaign changes only through its controls.
             extra.update(show_save=False, show_save_and_continue=False, show_save_and_add_another=False,
                          show_delete=False)
@@ -220,7 +245,10 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, f"Cancelled; {left:,} people who had not been sent it will not get it.",
                               messages.SUCCESS)
         elif command == "winner":
-            variant = get_object_or_404(Variant, pk=request.POST.get("variant"), campaign=campaign)
+            variant_id = request.POST.get("variant", "")
+            if not variant_id.isdecimal():
+                raise Http404("No such variant.")
+            variant = get_object_or_404(Variant, pk=int(variant_id), campaign=campaign)
             sending.choose_winner(campaign, variant=variant)
             self.message_user(request, f"Variant {variant.label} goes to the rest of the audience now.",
                               messages.SUCCESS)
@@ -297,7 +325,7 @@ def _find_subscriber(query: str) -> Subscriber | None:
     query = query.strip()
     if not query:
         return None
-    if query.isdigit():
+    if query.isdecimal():  # isdigit() would take "²", which int() refuses
         return Subscriber.objects.filter(pk=int(query)).first()
     return Subscriber.objects.filter(email_key=query.lower()).first()
 

@@ -53,14 +53,25 @@ def brand() -> dict[str, str]:
             "logo_url": settings.BRAND_LOGO_URL}
 
 
+def preview_links() -> dict[str, str]:
+    """Unsubscribe and preference links that change nothing, for previews and test sends.
+
+    A preview rendered as a real subscriber must not carry that person's
+    links: a colleague clicking "Unsubscribe" in a test email would
+    unsubscribe a customer. These open the preference center's "link not
+    valid" page.
+    """
+    return {"unsubscribe_url": f"{settings.PREFERENCE_CENTER_BASE_URL}/unsubscribe/preview/",
+            "preferences_url": f"{settings.PREFERENCE_CENTER_BASE_URL}/preferences/preview/"}
+
+
 def empty_context() -> dict[str, Any]:
     """Return the context of a person with every field empty (the "no data" preview)."""
     context: dict[str, Any] = dict.fromkeys(MERGE_FIELDS, "")
     context.update({"order_count": 0, "total_spent": 0, "average_order_value": 0, "first_order_at": None,
                     "last_order_at": None, "full_name": "", "country_name": "", "attributes": {}, "segments": [],
                     "recommendations": [], "lifecycle_stage": "", "brand": brand(), "trigger": {},
-                    "unsubscribe_url": f"{settings.PREFERENCE_CENTER_BASE_URL}/unsubscribe/preview/",
-                    "preferences_url": f"{settings.PREFERENCE_CENTER_BASE_URL}/preferences/preview/"})
+                    **preview_links()})
     return context
 
 

@@ -75,6 +75,32 @@ def message_key(campaign_id: int, variant_id: int) -> str:
 # --- Scheduling ------------------------------------------------------------------
 
 
+# How far in the past "at a time" may be: the seconds it takes to click Save, or a clock a little ahead of ours.
+SEND_TIME_GRACE = dt.timedelta(minutes=1)
+
+
+def share_problems(test_percent: int, holdout_percent: int) -> list[str]:
+    """Return what is wrong with an A/B test share and a hold-out (the form checks them when saving too)."""
+    problems = []
+    if test_percent > 90 or holdout_percent > 50:
+        problems.append("The test share can be at most 90% and the hold-out at most 50%.")
+    if test_percent + holdout_percent > 100:
+        problems.append("The test share and the hold-out together cannot exceed 100%.")
+    return problems
+
+
+def passed_send_time(schedule_mode: str, send_at: dt.datetime | None, *, now: dt.datetime) -> str:
+    """Return why an "at a time" send time cannot be used because it has passed, else "".
+
+    Scheduling a passed time would start sending at once, which is not what
+    the marketer asked for; "Now" is there for that.
+    """
+    if schedule_mode != ScheduleMode.AT or send_at is None or send_at >= now - SEND_TIME_GRACE:
+        return ""
+    return (f"This time has passed ({send_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC). Choose a later time, "
+            "or choose “Now” to send as soon as it is scheduled.")
+
+
 def schedule_problems(campaign: Campaign, *, now: dt.datetime) -> list[str]:
     """Return what is wrong with a campaign's schedule and test settings."""
     problems = []
@@ -82,6 +108,9 @@ def schedule_problems(campaign: Campaign, *, now: dt.datetime) -> list[str]:
     mode = campaign.schedule_mode
     if mode == ScheduleMode.AT and campaign.send_at is None:
         problems.append("Choose when to send.")
+    passed = passed_send_time(mode, campaign.send_at, now=now)
+    if passed:
+        problems.append(passed)
     if mode in (ScheduleMode.LOCAL_TIME, ScheduleMode.BEST_HOUR) and campaign.send_on is None:
         problems.append("Choose the day to send on.")
     if mode == ScheduleMode.LOCAL_TIME and campaign.local_time is None:
@@ -92,10 +121,7 @@ def schedule_problems(campaign: Campaign, *, now: dt.datetime) -> list[str]:
         problems.append("An A/B test can compare at most 5 variants.")
     if campaign.test_percent and variants < 2:
         problems.append("A test needs at least two variants; add one or set the test share to 0.")
-    if campaign.test_percent > 90 or campaign.holdout_percent > 50:
-        problems.append("The test share can be at most 90% and the hold-out at most 50%.")
-    if campaign.test_percent + campaign.holdout_percent > 100:
-        problems.append("The test share and the hold-out together cannot exceed 100%.")
+    problems += share_problems(campaign.test_percent, campaign.holdout_percent)
     return problems
 
 

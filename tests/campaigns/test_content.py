@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.core import mail
+from django.test import Client
 
 from campaigns.content import actions
 from campaigns.content.checks import check_content, link_problems, merge_tags
@@ -392,6 +393,20 @@ def test_admin_preview_as_subscriber_and_empty_and_send_test(admin_client, campa
     admin_client.post(f"/admin/campaigns/campaign/{campaign.pk}/preview/",
                       {"subscriber": str(ann.pk), "to": "me@example.com, you@example.com"})
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["me@example.com", "you@example.com"]
+    # Ann's own unsubscribe and preference links stay out of the preview and the test email: a colleague
+    # clicking them must not change her subscription. The preview links change nothing.
+    from preferences.api import preference_links
+
+    own = preference_links(subscriber_ids=[ann.pk])[ann.pk]
+    sent = mail.outbox[0].body + mail.outbox[0].alternatives[0][0]
+    assert own.unsubscribe_url not in page + sent and own.preference_url not in page + sent
+    assert "/unsubscribe/preview/" in sent and "/preferences/preview/" in sent
+    client = Client()
+    for path in ("/unsubscribe/preview/", "/preferences/preview/"):
+        assert client.get(path).status_code == 404
+    assert client.post("/unsubscribe/preview/").status_code == 404
+    ann.refresh_from_db()
+    assert ann.status == "subscribed"
 
 
 def test_a_dynamic_block_naming_no_segment_is_an_error(campaign):
