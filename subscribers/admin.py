@@ -514,7 +514,9 @@ class ImportJobAdmin(admin.ModelAdmin):
                     extra_context: Any = None) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        job = get_object_or_404(ImportJob.objects.select_related("topic", "created_by"), pk=object_id)
+        if not str(object_id).isdecimal():  # a mistyped address such as 5/progress/
+            raise Http404("No such import.")
+        job = get_object_or_404(ImportJob.objects.select_related("topic", "created_by"), pk=int(object_id))
         return TemplateResponse(request, "admin/subscribers/importjob/detail.html", {
             **self.admin_site.each_context(request),
             "title": f"Import of {job.original_name}",

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
@@ -349,7 +350,7 @@ class JourneyAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: Any = None) -> HttpResponse:
-        journey = Journey.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        journey = self.get_object(request, unquote(object_id))  # None for an id that is no number
         extra = dict(extra_context or {})
         if journey is not None:
             extra["diagram"] = diagram(journey)

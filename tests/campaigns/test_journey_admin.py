@@ -374,3 +374,10 @@ def test_the_diagram_says_durations_in_plain_english(kind, amount, unit, words):
 
     step = JourneyStep(kind=kind, wait_amount=amount, wait_unit=unit, event_name="Order Completed")
     assert step_in_words(step) == words
+
+
+def test_a_mistyped_journey_address_is_not_a_server_error(admin_client):
+    for address in ("/admin/campaigns/journey/²/change/", "/admin/campaigns/journey/12/progress/change/"):
+        response = admin_client.get(address, follow=True)
+        assert response.status_code in (200, 404)
+        assert response.status_code == 404 or "doesn’t exist" in response.content.decode()

@@ -268,3 +268,8 @@ def test_tags_are_edited_as_a_comma_separated_line(manager_client, make_subscrib
     assert response.status_code == 302, response.content.decode()[:2000]
     s.refresh_from_db()
     assert s.tags == ["vip", "runner"]
+
+
+def test_a_mistyped_import_address_is_not_a_server_error(manager_client):
+    for address in ("/admin/subscribers/importjob/5/progres/change/", "/admin/subscribers/importjob/²/change/"):
+        assert manager_client.get(address).status_code == 404
