@@ -149,8 +149,8 @@ class Signup(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        verbose_name = "signup awaiting confirmation"
-        verbose_name_plural = "signups awaiting confirmation"
+        verbose_name = "signup (double opt-in)"
+        verbose_name_plural = "signups (double opt-in)"
         constraints = [models.UniqueConstraint(fields=["token"], name="signup_token_unique")]
 
     def __str__(self) -> str:
