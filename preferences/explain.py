@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.utils import formats
 from django.utils.translation import gettext as _
 
 
@@ -30,8 +31,10 @@ def explain(*, delivery: dict[str, Any] | None, status: str, confirmed_at: dt.da
     """Return plain data for the page: when the last email went out and the reasons, as sentences.
 
     Understood keys of a delivery's ``why``: ``topic``, ``segment``,
-    ``journey``, ``campaign`` (names, shown quoted) and ``reason`` (a sentence
-    written by staff, shown as is). Other keys are ignored.
+    ``journey``, ``campaign`` (names, shown quoted), ``trigger`` (what
+    started a journey, as data; worded here in the page's language) and
+    ``reason`` (a sentence in English, shown as is when there is no
+    ``trigger``: deliveries recorded before it existed). Other keys are ignored.
     """
     reasons: list[str] = []
     why = (delivery or {}).get("why") or {}
@@ -44,7 +47,10 @@ def explain(*, delivery: dict[str, Any] | None, status: str, confirmed_at: dt.da
             reasons.append(_("You are subscribed to the topic “%(name)s”.") % {"name": why["topic"]})
         if why.get("segment"):
             reasons.append(_("You are in the audience “%(name)s”.") % {"name": why["segment"]})
-        if isinstance(why.get("reason"), str) and why["reason"].strip():
+        started = _trigger_sentence(why.get("trigger"))
+        if started:
+            reasons.append(started)  # the same as "reason", in the page's language
+        elif isinstance(why.get("reason"), str) and why["reason"].strip():
             reasons.append(why["reason"].strip())
     if status == "subscribed" and confirmed_at:
         membership = "confirmed"
@@ -58,3 +64,28 @@ def explain(*, delivery: dict[str, Any] | None, status: str, confirmed_at: dt.da
         "membership": membership,
         "confirmed_at": confirmed_at,
     }
+
+
+def _trigger_sentence(trigger: Any) -> str:
+    """Word what started a journey (``campaigns.journeys.actions.trigger_facts``), or "" if not understood."""
+    if not isinstance(trigger, dict):
+        return ""
+    try:
+        date = formats.date_format(dt.date.fromisoformat(str(trigger.get("on"))), "DATE_FORMAT")
+    except ValueError:
+        return ""
+    kind = trigger.get("kind")
+    if kind == "signup":
+        return _("You subscribed on %(date)s.") % {"date": date}
+    if kind == "event":
+        return _("You did “%(event)s” on our site on %(date)s.") % {"event": trigger.get("event", ""), "date": date}
+    if kind == "segment":
+        return _("You joined the group “%(name)s” on %(date)s.") % {"name": trigger.get("segment", ""),
+                                                                    "date": date}
+    if kind == "birthday":
+        return _("It is your birthday.")
+    if kind == "date":
+        return _("It is a date you told us.")
+    if kind == "inactivity":
+        return _("We had not heard from you for a while.")
+    return ""

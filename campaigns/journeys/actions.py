@@ -839,6 +839,7 @@ class _Runner:
         journey = self.journey
         return {e.pk: {"journey": journey.name, "journey_id": journey.pk, "step": e.step_key, "entry": e.entry,
                        "topic": journey.topic.name if journey.topic else "", "reason": trigger_reason(journey, e),
+                       "trigger": trigger_facts(journey, e),
                        "consent": consents.get(e.subscriber_id, {})} for e in enrollments}
 
     def save(self, enrollments: list[Enrollment]) -> None:
@@ -937,18 +938,36 @@ def _bump_stats(journey_id: int, stats: Counter[tuple[str, str]]) -> None:
             **{name: F(name) + count for name, count in counts.items()})
 
 
-def trigger_reason(journey: Journey, enrollment: Enrollment) -> str:
-    """Say in a sentence why the person is in the journey (for “why am I getting this?”)."""
-    day = f"{enrollment.entered_at:%d %B %Y}"
+def trigger_facts(journey: Journey, enrollment: Enrollment) -> dict[str, Any]:
+    """What started the person's journey, as data: the preference center words it in their language.
+
+    ``kind`` is one of signup, event, segment, birthday, date, inactivity;
+    ``on`` the day they entered (ISO), with the event's or segment's name.
+    """
+    on = enrollment.entered_at.date().isoformat()
     if journey.trigger == TriggerKind.SIGNUP:
-        return f"You subscribed on {day}."
+        return {"kind": "signup", "on": on}
     if journey.trigger == TriggerKind.EVENT:
-        return f"You did “{journey.trigger_event}” on our site on {day}."
+        return {"kind": "event", "on": on, "event": journey.trigger_event}
     if journey.trigger == TriggerKind.SEGMENT_ENTRY and journey.trigger_segment_id:
-        return f"You joined the group “{journey.trigger_segment}” on {day}."
+        return {"kind": "segment", "on": on, "segment": str(journey.trigger_segment)}
     if journey.trigger == TriggerKind.DATE:
-        return "It is your birthday." if journey.trigger_date_field == "birthday" else "It is a date you told us."
-    return f"We had not heard from you for {journey.inactivity_days} days."
+        return {"kind": "birthday" if journey.trigger_date_field == "birthday" else "date", "on": on}
+    return {"kind": "inactivity", "on": on, "days": journey.inactivity_days}
+
+
+def trigger_reason(journey: Journey, enrollment: Enrollment) -> str:
+    """Say in a sentence, in English, why the person is in the journey (for staff reading a delivery)."""
+    facts = trigger_facts(journey, enrollment)
+    day = f"{enrollment.entered_at:%d %B %Y}"
+    return {
+        "signup": f"You subscribed on {day}.",
+        "event": f"You did “{facts.get('event')}” on our site on {day}.",
+        "segment": f"You joined the group “{facts.get('segment')}” on {day}.",
+        "birthday": "It is your birthday.",
+        "date": "It is a date you told us.",
+        "inactivity": f"We had not heard from you for {facts.get('days')} days.",
+    }[facts["kind"]]
 
 
 # --- Sending, phases 2 and 3 -------------------------------------------------------------------

@@ -8,6 +8,7 @@ import re
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import translation
 
 from campaigns import actions as campaign_actions
 from preferences.models import Frequency, Signup, SubscriberPreferences, TopicSubscription
@@ -141,6 +142,28 @@ def test_why_am_i_getting_this_reads_the_latest_delivery(client, make_subscriber
     assert "You are subscribed to the topic “Offers”." in html
     assert "You are in the audience “Shoe buyers”." in html and "Spring sale" in html
     assert "Old segment" not in html
+
+
+def test_why_says_what_started_a_journey_in_the_persons_language(client, make_subscriber, link_token):
+    person = make_subscriber(language="lv")
+    delivery = campaign_actions.create_delivery(
+        subscriber_id=person.pk, message_key="journey:1:welcome:1",
+        why={"journey": "Sveiciens", "reason": "You subscribed on 02 December 2026.",
+             "trigger": {"kind": "signup", "on": "2026-12-02"}})
+    campaign_actions.record_sent(delivery_id=delivery.pk, esp_name="test")
+    html = client.get(f"/preferences/{link_token(person)}/").content.decode()
+    # Latvian puts the date after a colon, where the nominative Django gives it is right.
+    assert "Jūs pierakstījāties (datums: 2026. gada 2. decembris)." in html
+    assert "You subscribed on" not in html  # the English sentence is for staff
+    from preferences.explain import explain
+
+    with translation.override("en"):
+        why = explain(delivery={"why": {"trigger": {"kind": "event", "on": "2026-12-02", "event": "Cart Abandoned"}},
+                                "sent_at": None}, status="subscribed", confirmed_at=None)
+        assert why["reasons"] == ["You did “Cart Abandoned” on our site on Dec. 2, 2026."]
+        unknown = explain(delivery={"why": {"trigger": {"kind": "?", "on": "bad"}, "reason": "Old words"}},
+                          status="subscribed", confirmed_at=None)
+        assert unknown["reasons"] == ["Old words"]
 
 
 # --- Unsubscribe (RFC 8058) ----------------------------------------------------------------------
