@@ -110,6 +110,38 @@ def link_problems(html: str) -> list[str]:
     return problems
 
 
+def _sources(compiled: CompiledMessage) -> dict[str, str]:
+    return {"Subject": compiled.subject.source, "HTML": compiled.html_source, "Text": compiled.text.source}
+
+
+def _unguarded_tags(sources: dict[str, str]) -> dict[str, list[tuple[str, MergeTag]]]:
+    """The merge tags printed with no fallback and no ``if`` around them, by name, with where they are."""
+    unsafe: dict[str, list[tuple[str, MergeTag]]] = {}
+    for part, source in sources.items():
+        for tag in merge_tags(source):
+            if tag.has_fallback or tag.guarded or tag.name in ALWAYS_PRESENT:
+                continue
+            unsafe.setdefault(tag.name, []).append((part, tag))
+    return unsafe
+
+
+def unguarded_names(compiled: CompiledMessage) -> frozenset[str]:
+    """Name the merge tags a recipient must have a value for (no fallback, no ``if``), e.g. first_name."""
+    return frozenset(_unguarded_tags(_sources(compiled)))
+
+
+def missing_for(names: frozenset[str], context: dict[str, Any]) -> str:
+    """Return the first of ``names`` this recipient's context has no value for (sorted), else ""."""
+    for name in sorted(names):
+        if name.startswith("attributes."):
+            value = (context.get("attributes") or {}).get(name.split(".", 1)[1])
+        else:
+            value = context.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()) or value == []:
+            return name
+    return ""
+
+
 def check_content(compiled: CompiledMessage, *, label: str = "", audience: Any = None,
                   allow_sensitive: bool = False, sensitive_keys: set[str] | None = None) -> list[Problem]:
     """Return the problems of one compiled variant (``audience``: a queryset of recipients, if known)."""
@@ -117,13 +149,8 @@ def check_content(compiled: CompiledMessage, *, label: str = "", audience: Any =
 
     prefix = f"{label}: " if label else ""
     problems: list[Problem] = []
-    sources = {"Subject": compiled.subject.source, "HTML": compiled.html_source, "Text": compiled.text.source}
-    unsafe: dict[str, list[tuple[str, MergeTag]]] = {}
-    for part, source in sources.items():
-        for tag in merge_tags(source):
-            if tag.has_fallback or tag.guarded or tag.name in ALWAYS_PRESENT:
-                continue
-            unsafe.setdefault(tag.name, []).append((part, tag))
+    sources = _sources(compiled)
+    unsafe = _unguarded_tags(sources)
     if unsafe:
         plain = [n for n in unsafe if not n.startswith("attributes.")]
         missing = missing_values(audience, plain) if audience is not None else {}

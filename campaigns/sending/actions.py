@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from campaigns import actions as delivery_actions
 from campaigns.content import actions as content_actions
+from campaigns.content.checks import missing_for, unguarded_names
 from campaigns.content.models import Campaign, CampaignStatus, ScheduleMode, Variant
 from campaigns.content.personalize import recipient_contexts
 from campaigns.content.rendering import CompiledMessage
@@ -688,16 +689,32 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
     contexts = recipient_contexts(subscriber_ids, segments=segments, recommendations=True,
                                   allow_sensitive=bool(campaign.sensitive_justification.strip()), now=now,
                                   snapshot_since=snapshot_since, preferences=preferences)
-    rendered_for = [o for o in outgoing if o.subscriber_id in contexts]
+    # The last guard against "Hi ,": the check at Schedule proved that no one in the audience then lacked a
+    # value the content prints without a fallback, but people can join the audience (or lose the value)
+    # before their turn comes. Such a person is not sent the message; the reason says which value.
+    rendered_for, blocked = [], []
+    needs: dict[tuple[int, str], frozenset[str]] = {}  # read from the template once per variant and language
+    for item in outgoing:
+        if item.subscriber_id not in contexts:
+            continue
+        recipient = contexts[item.subscriber_id]
+        context = {**recipient.context, **item.extra} if item.extra else recipient.context
+        language = recipient.locale if recipient.locale in translations.get(item.variant_id, ()) else ""
+        compiled = _compiled(item.variant_id, language, version)
+        key = (item.variant_id, language)
+        if key not in needs:
+            needs[key] = unguarded_names(compiled)
+        lacking = missing_for(needs[key], context)
+        if lacking:
+            blocked.append((item, sender.Outcome(sender.REJECTED, detail=(
+                f"Not sent: {{{{ {lacking} }}}} has no fallback and this person has no value for it."))))
+        else:
+            rendered_for.append((item, recipient, context, compiled))
 
     def messages() -> Any:
         # Rendered one by one while earlier ones are already on their way to the ESP.
-        for item in rendered_for:
-            recipient = contexts[item.subscriber_id]
-            context = {**recipient.context, **item.extra} if item.extra else recipient.context
-            language = recipient.locale if recipient.locale in translations.get(item.variant_id, ()) else ""
-            rendered = _compiled(item.variant_id, language, version).render(context, locale=recipient.locale,
-                                                                            currency=recipient.currency)
+        for item, recipient, context, compiled in rendered_for:
+            rendered = compiled.render(context, locale=recipient.locale, currency=recipient.currency)
             if settings.OWN_TRACKING:
                 rendered = type(rendered)(rendered.subject,
                                           tracked_html(rendered.html, delivery_id=item.delivery_id), rendered.text)
@@ -706,7 +723,8 @@ def deliver(campaign: Campaign, outgoing: list[Outgoing], *, now: dt.datetime,
                                 to=recipient.context["email"], headers=recipient.headers,
                                 from_name=variant.from_name or campaign.from_name, tags=tags)
 
-    return list(zip(rendered_for, sender.send_all(messages()), strict=True))
+    sent = [item for item, *_ in rendered_for]
+    return list(zip(sent, sender.send_all(messages()), strict=True)) + blocked
 
 
 def _send(campaign: Campaign, rows: list[tuple[int, int, int, int]], *, now: dt.datetime,

@@ -146,6 +146,27 @@ def test_an_unsubscribe_mid_send_stops_mail_to_that_person(campaign, audience_me
     assert statuses(campaign)["Eli"] == "skipped"
 
 
+def test_someone_without_a_value_the_content_needs_is_not_sent_hi_comma(campaign, audience_member,
+                                                                         django_capture_on_commit_callbacks):
+    """Schedule proved everyone had a first name; a person who joins before the send has none: no "Hi ,"."""
+    variant = campaign.variants.get()
+    variant.subject = "Hi {{ first_name }}, the sale is on"
+    variant.save()
+    people = [audience_member(first_name=n) for n in ("Ann", "Ben")]
+    with django_capture_on_commit_callbacks(execute=False):
+        actions.schedule_campaign(campaign, now=NOON)  # everyone has a first name now: no error
+    nameless = audience_member(first_name="")  # joins the audience after the check
+    campaign = run(campaign, django_capture_on_commit_callbacks)
+    assert sorted(m.subject for m in mail.outbox) == ["Hi Ann, the sale is on", "Hi Ben, the sale is on"]
+    assert nameless.email not in [m.to[0] for m in mail.outbox]
+    recipient = Recipient.objects.get(campaign=campaign, subscriber=nameless)
+    assert recipient.status == RecipientStatus.FAILED
+    assert recipient.reason == "Not sent: {{ first_name }} has no fallback and this person has no value for it."
+    assert Delivery.objects.get(subscriber=nameless).status == DeliveryStatus.REJECTED
+    assert {p.pk for p in people} == set(Recipient.objects.filter(campaign=campaign, status="sent")
+                                         .values_list("subscriber_id", flat=True))
+
+
 class FakeResponse:
     def __init__(self, status_code):
         self.status_code, self.reason, self.text = status_code, "ESP says no", "{}"
