@@ -101,6 +101,11 @@ def _clear(instance: Any, names: list[str]) -> None:
 class FiltersField(forms.JSONField):
     """Event property filters as JSON; no filters show as an empty box, not as “{}” or “null”."""
 
+    default_error_messages = {
+        "invalid": "Write the filters as JSON: property names and values in double quotes, e.g. "
+                   "{\"category\": \"shoes\", \"total\": 50}. Leave the box empty for no filters.",
+    }
+
     def prepare_value(self, value: Any) -> Any:
         return "" if value in ({}, None) else super().prepare_value(value)
 

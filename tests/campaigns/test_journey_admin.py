@@ -381,3 +381,16 @@ def test_a_mistyped_journey_address_is_not_a_server_error(admin_client):
         response = admin_client.get(address, follow=True)
         assert response.status_code in (200, 404)
         assert response.status_code == 404 or "doesn’t exist" in response.content.decode()
+
+
+def test_filters_that_are_not_json_say_how_to_write_them():
+    from django.core.exceptions import ValidationError
+
+    from campaigns.journeys.admin import FiltersField
+
+    field = FiltersField(required=False)
+    with pytest.raises(ValidationError) as caught:
+        field.clean("{category: shoes}")
+    assert "Write the filters as JSON" in str(caught.value) and '{"category": "shoes"' in str(caught.value)
+    assert field.clean("") == {}
+    assert field.clean('{"category": "shoes"}') == {"category": "shoes"}
