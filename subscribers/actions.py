@@ -491,7 +491,9 @@ def cancel_import(job: ImportJob) -> ImportJob:
         raise ValidationError("Only an import that is not running can be cancelled.")
     job.status = ImportStatus.CANCELLED
     job.finished_at = timezone.now()
-    job.save(update_fields=["status", "finished_at"])
+    # The dry run's advice ("fix the errors or choose skip bad rows") no longer applies.
+    job.message = "Cancelled; nothing was imported. The dry run's findings are below."
+    job.save(update_fields=["status", "finished_at", "message"])
     return job
 
 

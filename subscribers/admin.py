@@ -21,6 +21,7 @@ from marketing.admin import ReadOnlyAdmin, ReadOnlyInline
 from preferences import actions as preference_actions
 from preferences.models import Topic, TopicSubscription
 from subscribers import actions
+from subscribers.importing.columns import target_label
 from subscribers.models import (
     AttributeDefinition,
     ConsentMethod,
@@ -517,12 +518,16 @@ class ImportJobAdmin(admin.ModelAdmin):
         if not str(object_id).isdecimal():  # a mistyped address such as 5/progress/
             raise Http404("No such import.")
         job = get_object_or_404(ImportJob.objects.select_related("topic", "created_by"), pk=int(object_id))
+        summary = job.summary or {}
+        attribute_labels = dict(AttributeDefinition.objects.values_list("key", "label"))
         return TemplateResponse(request, "admin/subscribers/importjob/detail.html", {
             **self.admin_site.each_context(request),
             "title": f"Import of {job.original_name}",
             "job": job,
             "opts": self.model._meta,
-            "summary": job.summary or {},
+            "summary": summary,
+            "columns": [(header, target_label(target, attribute_labels))
+                        for header, target in (summary.get("mapped_columns") or {}).items()],
             "can_act": self.has_add_permission(request),
             "progress": _progress_payload(job),
         })

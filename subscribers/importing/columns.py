@@ -69,6 +69,24 @@ KNOWN_IGNORED = frozenset(
 
 _ALIAS_LOOKUP = {header_key(alias): field for field, aliases in ALIASES.items() for alias in aliases}
 
+# What each target is called on screen (the import page's column list).
+LABELS: dict[str, str] = {
+    "email": "Email", "first_name": "First name", "last_name": "Last name", "phone": "Phone",
+    "birthday": "Birthday", "language": "Language", "country": "Country", "region": "Region", "city": "City",
+    "timezone": "Time zone", "gender": "Gender", "company": "Company", "job_title": "Job title",
+    "industry": "Industry", "source": "Source", "external_id": "External id", "tags": "Tags",
+    "optin_time": "Consent time (opt-in)", "optin_ip": "Consent IP address (opt-in)",
+    "confirm_time": "Confirmed at (double opt-in)",
+}
+
+
+def target_label(target: str, attribute_labels: dict[str, str]) -> str:
+    """Name a column's target for people: a profile field, or a catalogue attribute (``attribute:<key>``)."""
+    if target.startswith("attribute:"):
+        key = target.split(":", 1)[1]
+        return f"{attribute_labels.get(key, key)} (attribute)"
+    return LABELS.get(target, target)
+
 # Longest value each text field accepts (the model's max_length).
 MAX_LENGTH = {
     "email": 254, "first_name": 150, "last_name": 150, "phone": 40, "region": 100, "city": 100,

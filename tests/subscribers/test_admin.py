@@ -168,9 +168,24 @@ def test_import_with_errors_cannot_be_confirmed(manager_client, settings, tmp_pa
     job = ImportJob.objects.get()
     page = manager_client.get(reverse("admin:subscribers_importjob_change", args=[job.pk])).content.decode()
     assert "Confirm and import" not in page and "Fix the errors" in page
+    assert "<th>Email</th><td>→ Email</td>" in page  # the column list names fields as people do
+    assert '">Audience</a> › <a href="/admin/subscribers/importjob/">CSV imports</a>' in page
     manager_client.post(reverse("admin:subscribers_importjob_confirm", args=[job.pk]))
     job.refresh_from_db()
     assert job.status == "checked" and not Subscriber.objects.exists()
+    manager_client.post(reverse("admin:subscribers_importjob_cancel", args=[job.pk]))
+    page = manager_client.get(reverse("admin:subscribers_importjob_change", args=[job.pk])).content.decode()
+    assert "Cancelled; nothing was imported." in page and "Fix the errors" not in page
+
+
+def test_import_columns_are_named_as_people_know_them():
+    from subscribers.importing.columns import target_label
+
+    labels = {"shoe_size": "Shoe size"}
+    assert target_label("first_name", labels) == "First name"
+    assert target_label("optin_ip", labels) == "Consent IP address (opt-in)"
+    assert target_label("attribute:shoe_size", labels) == "Shoe size (attribute)"
+    assert target_label("attribute:gone", labels) == "gone (attribute)"
 
 
 def test_unreadable_upload_fails_with_the_reason(manager_client, settings, tmp_path,
