@@ -64,12 +64,24 @@ class SegmentInUse(Exception):
 
 
 class AttributeCatalogue(Mapping):
-    """The custom-attribute catalogue as ``key -> (type, choices)``, read the first time a rule needs it."""
+    """The custom-attribute catalogue as ``key -> (type, choices)``, read the first time a rule needs it.
+
+    ``labels`` (``key -> label``) comes from the same read.
+    """
 
     @functools.cached_property
+    def _read(self) -> tuple[dict[str, tuple[str, list[str]]], dict[str, str]]:
+        rows = list(AttributeDefinition.objects.values_list("key", "type", "choices", "label"))
+        return ({key: (kind, list(choices or [])) for key, kind, choices, _ in rows},
+                {key: label for key, _, _, label in rows if label})
+
+    @property
     def _rows(self) -> dict[str, tuple[str, list[str]]]:
-        return {key: (kind, list(choices or [])) for key, kind, choices in
-                AttributeDefinition.objects.values_list("key", "type", "choices")}
+        return self._read[0]
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return _Labels(self)
 
     def __getitem__(self, key: str) -> tuple[str, list[str]]:
         return self._rows[key]
@@ -79,6 +91,22 @@ class AttributeCatalogue(Mapping):
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+class _Labels(Mapping):
+    """The catalogue's labels, read only when a label is asked for (with the catalogue itself)."""
+
+    def __init__(self, catalogue: AttributeCatalogue) -> None:
+        self.catalogue = catalogue
+
+    def __getitem__(self, key: str) -> str:
+        return self.catalogue._read[1][key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.catalogue._read[1])
+
+    def __len__(self) -> int:
+        return len(self.catalogue._read[1])
 
 
 def build_context(*, segment_id: int | None = None, now: Any = None) -> CompileContext:
@@ -94,9 +122,11 @@ def build_context(*, segment_id: int | None = None, now: Any = None) -> CompileC
         row = Segment.objects.filter(pk=pk).values_list("name", "rules").first()
         return (row[0], row[1]) if row else None
 
+    catalogue = AttributeCatalogue()
     return CompileContext(
         now=now or timezone.now(),
-        attributes=AttributeCatalogue(),
+        attributes=catalogue,
+        attribute_labels=catalogue.labels,
         segment_rules=segment_rules,
         lifecycle_rules=lambda stage: sources().get(LIFECYCLE_SOURCES[stage]),
         topics=lambda pk: Topic.objects.filter(pk=pk).exists(),

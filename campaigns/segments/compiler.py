@@ -127,12 +127,13 @@ class CompileContext:
     ``segment_rules`` returns a referenced segment's rules (or None when it
     does not exist); ``lifecycle_rules`` returns the rule tree of a
     lifecycle stage's source segment. ``attributes`` maps catalogue keys to
-    their type and choices. ``stack`` holds the segments being compiled, to
-    reject cycles.
+    their type and choices, ``attribute_labels`` to what people call them.
+    ``stack`` holds the segments being compiled, to reject cycles.
     """
 
     now: dt.datetime
     attributes: Mapping[str, tuple[str, list[str]]] = field(default_factory=dict)
+    attribute_labels: Mapping[str, str] = field(default_factory=dict)
     segment_rules: Callable[[int], tuple[str, Any] | None] = lambda pk: None
     lifecycle_rules: Callable[[str], Any] = lambda key: None
     topics: Callable[[int], bool] = lambda pk: True
@@ -1003,7 +1004,8 @@ def field_spec(key: str, ctx: CompileContext) -> FieldSpec | None:
         if attr not in ctx.attributes:
             return None
         kind, choices = ctx.attributes[attr]
-        return FieldSpec(key, attr, "Custom attributes", ATTRIBUTE_TYPES[kind], _attribute,
+        return FieldSpec(key, ctx.attribute_labels.get(attr) or attr, "Custom attributes", ATTRIBUTE_TYPES[kind],
+                         _attribute,
                          path=f"attributes__{attr}", choices=tuple((c, c) for c in choices))
     return FIELDS.get(key)
 

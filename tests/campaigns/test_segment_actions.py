@@ -215,3 +215,15 @@ def test_summaries_put_numbers_where_the_words_say_n(db):
     call_command("recount_segments", stdout=out)
     assert out.getvalue().startswith("Counted 11 segments") and not Segment.objects.filter(
         member_count__isnull=True).exists()
+
+
+def test_the_rule_builder_names_custom_attributes_by_their_label(db, django_assert_max_num_queries):
+    from campaigns.segments.compiler import catalogue
+    from subscribers.models import AttributeDefinition
+
+    AttributeDefinition.objects.create(key="shoe_size", label="Shoe size", type="number")
+    AttributeDefinition.objects.create(key="plan", label="", type="text")
+    with django_assert_max_num_queries(1):  # labels come with the catalogue, in the same read
+        entries = {e["key"]: e for e in catalogue(actions.build_context())}
+    assert entries["attribute.shoe_size"]["label"] == "Shoe size"
+    assert entries["attribute.plan"]["label"] == "plan"  # no label: the key
