@@ -8,6 +8,7 @@ from django.http import HttpRequest
 
 from marketing.admin import ReadOnlyAdmin
 from preferences.models import PreferenceChange, Signup, SubscriberPreferences, Topic
+from subscribers.models import ConsentMethod
 
 
 @admin.register(Topic)
@@ -38,13 +39,36 @@ class SubscriberPreferencesAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class MethodFilter(admin.SimpleListFilter):
+    """Filter by method, named as people say it."""
+
+    title = "method"
+    parameter_name = "method"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return ConsentMethod.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(method=self.value()) if self.value() else queryset
+
+
 @admin.register(PreferenceChange)
 class PreferenceChangeAdmin(ReadOnlyAdmin):
-    list_display = ("subscriber", "field", "old_value", "new_value", "method", "occurred_at")
-    list_filter = ("field", "method")
+    """Frequency, pause, language and personalization changes; topic and consent changes are in the consent ledger."""
+
+    list_display = ("subscriber", "field", "old_value", "new_value", "how", "occurred_at")
+    list_filter = ("field", MethodFilter)
     list_select_related = ("subscriber",)
     search_fields = ("subscriber__email_key",)
     show_full_result_count = False
+
+    @admin.display(description="method", ordering="method")
+    def how(self, obj: PreferenceChange) -> str:
+        """The method as people say it (“Preference center”), not its stored value."""
+        try:
+            return str(ConsentMethod(obj.method).label)
+        except ValueError:
+            return obj.method
 
 
 @admin.register(Signup)

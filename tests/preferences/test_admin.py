@@ -22,3 +22,5 @@ def test_read_only_lists_without_tokens(admin_client, make_subscriber):
         assert response.status_code == 200, url
         assert prefs.token not in response.content.decode() and signup.token not in response.content.decode()
     assert admin_client.get("/admin/preferences/signup/add/").status_code == 403
+    changes = admin_client.get("/admin/preferences/preferencechange/").content.decode()
+    assert ">Preference center</td>" in changes and ">preference_center<" not in changes
