@@ -7,6 +7,7 @@ the admin shows them and changes none of them.
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -61,14 +62,61 @@ class DeliveryAdmin(ReadOnlyAdmin):
     inlines = [DeliveryEventInline]
 
 
+def message_names(keys: list[str]) -> dict[str, str]:
+    """Name each message key as people know it, with three queries for any number of keys.
+
+    ``campaign:<id>:variant:<id>`` → “Winter sale, variant A”;
+    ``journey:<id>:step:<key>:<trip>`` → “Welcome series, step welcome”.
+    A key whose campaign or journey is gone keeps its raw form.
+    """
+    from campaigns.content.models import Campaign, Variant
+    from campaigns.journeys.models import Journey
+
+    parsed = {key: key.split(":") for key in keys}
+    ids = {kind: {int(p[1]) for p in parsed.values() if p[0] == kind and len(p) > 3 and p[1].isdecimal()}
+           for kind in ("campaign", "journey")}
+    variant_ids = {int(p[3]) for p in parsed.values() if p[0] == "campaign" and len(p) > 3 and p[3].isdecimal()}
+    campaigns = dict(Campaign.objects.filter(pk__in=ids["campaign"]).values_list("pk", "name"))
+    variants = dict(Variant.objects.filter(pk__in=variant_ids).values_list("pk", "label"))
+    journeys = dict(Journey.objects.filter(pk__in=ids["journey"]).values_list("pk", "name"))
+    names = {}
+    for key, p in parsed.items():
+        try:
+            if p[0] == "campaign" and p[2] == "variant":
+                names[key] = f"{campaigns[int(p[1])]}, variant {variants[int(p[3])]}"
+            elif p[0] == "journey" and p[2] == "step":
+                names[key] = f"{journeys[int(p[1])]}, step {p[3]}"
+        except (IndexError, KeyError, ValueError):
+            pass
+    return names
+
+
+class _NamedMessages(ChangeList):
+    """The stats list, with each row's message named in one bulk lookup for the page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        names = message_names([row.message_key for row in self.result_list])
+        for row in self.result_list:
+            row.message_name = names.get(row.message_key, "")
+
+
 @admin.register(MessageStats)
 class MessageStatsAdmin(ReadOnlyAdmin):
-    list_display = ("message_key", "sent", "delivered", "delivery_rate", "unique_opens", "human_opens", "opens",
+    list_display = ("message", "sent", "delivered", "delivery_rate", "unique_opens", "human_opens", "opens",
                     "open_rate", "unique_clicks", "human_clicks", "click_rate", "bounces", "soft_bounces",
                     "complaints", "unsubscribes", "failed", "updated_at")
     search_fields = ("message_key",)
     fields = ("message_key", *STATS_FIELDS, "updated_at")
     readonly_fields = fields
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return _NamedMessages
+
+    @admin.display(description="message", ordering="message_key")
+    def message(self, obj: MessageStats) -> str:
+        name = getattr(obj, "message_name", "")
+        return format_html("{}<br><small>{}</small>", name, obj.message_key) if name else obj.message_key
 
     @admin.display(description="delivered %")
     def delivery_rate(self, obj: MessageStats) -> str:

@@ -46,3 +46,23 @@ def test_message_stats_list_shows_rates(admin_client, make_delivery):
     page = admin_client.get("/admin/campaigns/messagestats/").content.decode()
     assert "campaign:4" in page and "100.0%" in page
     assert admin_client.get("/admin/campaigns/messagestats/add/").status_code == 403
+
+
+def test_message_stats_name_each_message(admin_client, make_delivery, db, django_assert_max_num_queries):
+    from campaigns.admin import message_names
+    from campaigns.content.models import Campaign, Variant
+    from campaigns.journeys.models import Journey
+    from campaigns.models import MessageStats
+
+    campaign = Campaign.objects.create(name="Winter sale")
+    variant = Variant.objects.create(campaign=campaign, label="B", subject="s", html="h")
+    journey = Journey.objects.create(name="Test onboarding series")
+    keys = [f"campaign:{campaign.pk}:variant:{variant.pk}", f"journey:{journey.pk}:step:welcome:1",
+            "campaign:999:variant:1", "odd-key"]
+    with django_assert_max_num_queries(3):
+        names = message_names(keys)
+    assert names == {keys[0]: "Winter sale, variant B", keys[1]: "Test onboarding series, step welcome"}
+    for key in keys:
+        MessageStats.objects.create(message_key=key, sent=1)
+    page = admin_client.get("/admin/campaigns/messagestats/").content.decode()
+    assert "Winter sale, variant B" in page and "Test onboarding series, step welcome" in page and "odd-key" in page
