@@ -12,7 +12,9 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import get_object_or_404, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.dateformat import format as date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 from django_countries.filters import CountryFilter
 from import_export.admin import ExportActionMixin
 from import_export.formats.base_formats import CSV
@@ -178,7 +180,7 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     form = SubscriberChangeForm
     resource_classes = [SubscriberExportResource]
     formats = [CSV]
-    list_display = ("email", "full_name", "status_display", "country", "language", "source", "created_at")
+    list_display = ("email", "full_name", "status_display", "country", "language", "source", "created")
     list_display_links = ("email",)
     list_filter = ("status", ("country", CountryFilter), "language", TopicListFilter, SourceListFilter, "created_at")
     search_fields = ("email", "first_name", "last_name")
@@ -221,6 +223,11 @@ class SubscriberAdmin(ExportActionMixin, admin.ModelAdmin):
     @admin.display(description="name")
     def full_name(self, obj: Subscriber) -> str:
         return obj.full_name
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Subscriber) -> str:
+        """The day only (“2 Dec 2026”): the list stays within the page; the time is on the person's page."""
+        return date_format(localtime(obj.created_at), "j M Y")
 
     @admin.display(description="status", ordering="status")
     def status_display(self, obj: Subscriber) -> str:

@@ -288,3 +288,12 @@ def test_tags_are_edited_as_a_comma_separated_line(manager_client, make_subscrib
 def test_a_mistyped_import_address_is_not_a_server_error(manager_client):
     for address in ("/admin/subscribers/importjob/5/progres/change/", "/admin/subscribers/importjob/²/change/"):
         assert manager_client.get(address).status_code == 404
+
+
+def test_the_subscriber_list_shows_the_day_created(manager_client, make_subscriber):
+    import datetime as dt
+
+    person = make_subscriber(email="day@example.com")
+    Subscriber.objects.filter(pk=person.pk).update(created_at=dt.datetime(2026, 12, 2, 7, 56, tzinfo=dt.UTC))
+    page = manager_client.get(reverse("admin:subscribers_subscriber_changelist")).content.decode()
+    assert '<td class="field-created">2 Dec 2026</td>' in page
