@@ -620,7 +620,7 @@ def _may_skip_reference_checks(cursor: Any) -> bool:
 
 
 @contextmanager
-def _references_proved(cursor: Any, dialect: _Dialect) -> Iterator[bool]:
+def _references_proved(cursor: Any, dialect: _Dialect) -> Iterator[None]:
     """Skip PostgreSQL's row-by-row foreign-key checks while the import writes rows it has proved.
 
     PostgreSQL checks each new consent and topic row's keys with one query and
@@ -636,15 +636,15 @@ def _references_proved(cursor: Any, dialect: _Dialect) -> Iterator[bool]:
     usual. The tables have no other triggers.
     """
     if not (dialect.pg and _may_skip_reference_checks(cursor)):
-        yield False
+        yield
         return
     try:
         with transaction.atomic():  # a savepoint: a role without the right gets an error here
             cursor.execute("SET LOCAL session_replication_role = replica")
     except DatabaseError:
-        yield False
+        yield
         return
-    yield True
+    yield
     # Not reached when the body raised: the transaction (or its savepoint)
     # rolls back, and the setting with it.
     cursor.execute("SET LOCAL session_replication_role = origin")
